@@ -1,0 +1,272 @@
+"""The solver: 478 landmarks in, a FaceState out. Pure numpy, no I/O, no globals
+beyond constants.
+
+1. Head pose: a weighted similarity fit (Umeyama) of MediaPipe's canonical face
+   to the observed points, over the stable points MediaPipe itself uses for its
+   rigid fit. That gives rotation, scale and position.
+2. Everything else is measured on the points brought back into the canonical
+   face's frame ("head-aligned": rotation, position and face size removed), so
+   turning the head or moving closer changes no expression. Distances there are
+   in the canonical face's centimetres.
+3. Each measure is mapped to [0, 1] with a documented rest value and range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridge import landmarks as lm
+from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState, matrix_to_angles
+
+# --- ranges (canonical-face centimetres unless said) --------------------------
+# Eye openness = mean lid gap / eye width. Open eyes on real faces read 0.18-0.32,
+# closed ones -0.03-0.05; the ramp between goes through a smoothstep so half-open
+# lids (a relaxed or slightly lowered gaze) stay low and closed ones reach 1.
+EYE_OPEN_RATIO = 0.22
+EYE_CLOSED_RATIO = 0.06
+EYE_WIDE_RATIO = 0.40
+# Lower lid height below the eye centre (eye widths): rest about -0.1, raised in a squint.
+LOWER_LID_REST = -0.07
+LOWER_LID_SQUINT = 0.0
+# Iris offset from the eye centre -> gaze angle through an eyeball of this radius.
+EYEBALL_RADIUS = 1.25
+# Iris rest height above the line through the eye corners, in eye widths.
+IRIS_REST_HEIGHT = 0.05
+EYE_LOOK_RANGE_YAW = 30.0    # degrees that read as eyeLookIn/Out = 1
+EYE_LOOK_RANGE_PITCH = 25.0  # degrees that read as eyeLookUp/Down = 1
+# Jaw: nose base to chin with the lips closed (the canonical face's 7.31 less its
+# 0.55 lip gap); the chin dropping by JAW_DROP_FULL reads jawOpen = 1. The inner lip
+# gap counts too, for faces whose chin the mesh follows poorly.
+JAW_REST = 6.8
+JAW_DROP_FULL = 2.2
+LIP_GAP_CLOSED = 0.4
+LIP_GAP_FULL = 3.5
+# Mouth corners: rest height relative to the inner lip centre (it rises by
+# CORNER_RISE_PER_GAP per cm of lip gap as the lower lip drops), and rest half width.
+CORNER_REST_HEIGHT = -0.15
+CORNER_RISE_PER_GAP = 0.1
+MOUTH_REST_HALF_WIDTH = 2.45
+SMILE_START = 0.25           # corner rise (plus half the widening) that is still neutral
+CORNER_RAISE_FULL = 0.9      # ... and that reads as a full smile
+MOUTH_WIDEN_FULL = 0.7       # cm of extra half width for a full smile / stretch
+MOUTH_NARROW_FULL = 0.7      # cm of lost half width for a full pucker / funnel
+# Brow heights above the eye-corner line.
+# (the canonical face's values; real faces at rest read within about +-0.3)
+BROW_INNER_REST = 1.95
+BROW_MIDDLE_REST = 2.15
+BROW_OUTER_REST = 1.45
+BROW_UP_START, BROW_UP_FULL = 0.25, 0.85
+BROW_DOWN_START, BROW_DOWN_FULL = 0.2, 0.7
+
+# Assumed horizontal field of view of a webcam, for the head's distance estimate.
+CAMERA_FOV_DEGREES = 60.0
+
+
+def _ramp(x, lo, hi):
+    """0 at lo, 1 at hi, clamped (lo may be greater than hi for a falling ramp)."""
+    return np.clip((np.asarray(x, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+
+
+def fit_head(points: np.ndarray, reference: np.ndarray, weights: np.ndarray):
+    """Weighted similarity fit: points ~= scale * R @ reference + t.
+
+    Returns (R, scale, t). Degenerate input (collinear, all equal) gives the
+    identity rotation rather than NaN.
+    """
+    w = weights / weights.sum()
+    mu_p = w @ points
+    mu_r = w @ reference
+    p = points - mu_p
+    r = reference - mu_r
+    cov = (r * w[:, None]).T @ p
+    u, sing, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    fix = np.diag([1.0, 1.0, d])
+    rot = vt.T @ fix @ u.T
+    var_r = float(w @ np.sum(r * r, axis=1))
+    scale = float(np.sum(sing * np.diag(fix)) / var_r) if var_r > 0 else 0.0
+    if not np.all(np.isfinite(rot)) or scale <= 1e-9:
+        return np.eye(3), 1.0, mu_p
+    return rot, scale, mu_p - scale * rot @ mu_r
+
+
+class Solver:
+    """landmarks (478, 3) image space -> FaceState.
+
+    Image space is what bridge.tracking yields: (x * width, y * height, z * width)
+    of MediaPipe's normalised landmarks (x right, y down, z away from the camera).
+    """
+
+    def __init__(self, image_width: float = 640.0, image_height: float = 480.0):
+        self.reference = np.array(lm.canonical_face())
+        self.weights = np.array(lm.procrustes_weights())
+        self.stable = np.flatnonzero(self.weights)
+        self.image_width = image_width
+        self.image_height = image_height
+
+    def solve(self, points: np.ndarray, image_size: tuple[float, float] | None = None) -> FaceState:
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.shape != (lm.COUNT, 3):
+            raise ValueError(f"expected ({lm.COUNT}, 3) landmarks, got {pts.shape}")
+        pts = np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0)
+        width, height = image_size or (self.image_width, self.image_height)
+        # Image space -> camera frame (right-handed: x right, y up, z towards camera).
+        cam = pts * np.array([1.0, -1.0, -1.0])
+        rot, scale, t = fit_head(cam[self.stable], self.reference[self.stable], self.weights[self.stable])
+        aligned = ((cam - t) @ rot) / scale
+        state = measure(aligned)
+        state.head_angles = np.array(matrix_to_angles(rot))
+        state.head_position = _head_position(t, scale, width, height)
+        return state.sanitized()
+
+
+def _head_position(t, scale, width, height):
+    """Metres from the camera, subject frame, from the face's size in pixels."""
+    focal = (width / 2.0) / np.tan(np.radians(CAMERA_FOV_DEGREES) / 2.0)
+    depth_cm = focal / max(scale, 1e-6)  # scale is pixels per canonical centimetre
+    x = (t[0] - width / 2.0) / scale
+    y = (t[1] + height / 2.0) / scale  # t[1] is -(image y)
+    return np.array([x, y, -depth_cm]) / 100.0
+
+
+# --- measures on head-aligned points --------------------------------------------
+
+def _eye_measures(a, outer, inner, upper, lower, iris):
+    """Openness ratio, gaze (yaw, pitch) degrees and lower-lid raise for one eye."""
+    width = np.linalg.norm(a[outer, :2] - a[inner, :2])
+    gap = np.mean(a[list(upper), 1] - a[list(lower), 1])
+    openness = gap / width
+    centre = (a[outer] + a[inner]) / 2.0
+    iris_centre = a[iris[0]]
+    dx = iris_centre[0] - centre[0]
+    dy = iris_centre[1] - centre[1] - IRIS_REST_HEIGHT * width
+    yaw = np.degrees(np.arcsin(np.clip(dx / EYEBALL_RADIUS, -1.0, 1.0)))
+    pitch = np.degrees(np.arcsin(np.clip(dy / EYEBALL_RADIUS, -1.0, 1.0)))
+    lower_raise = np.mean(a[list(lower), 1]) - centre[1]
+    return openness, yaw, pitch, lower_raise / width
+
+
+def measure(a: np.ndarray) -> FaceState:
+    """Expression values from head-aligned points (canonical-face centimetres)."""
+    b = np.zeros(len(ARKIT_INDEX))
+    set_ = lambda name, value: b.__setitem__(ARKIT_INDEX[name], value)  # noqa: E731
+
+    # Eyes.
+    r_open, r_yaw, r_pitch, r_low = _eye_measures(
+        a, lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_UPPER_LID, lm.RIGHT_EYE_LOWER_LID, lm.RIGHT_IRIS)
+    l_open, l_yaw, l_pitch, l_low = _eye_measures(
+        a, lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_EYE_UPPER_LID, lm.LEFT_EYE_LOWER_LID, lm.LEFT_IRIS)
+    for side, openness, yaw, pitch, low in (("Left", l_open, l_yaw, l_pitch, l_low),
+                                            ("Right", r_open, r_yaw, r_pitch, r_low)):
+        closing = _ramp(openness, EYE_OPEN_RATIO, EYE_CLOSED_RATIO)
+        set_(f"eyeBlink{side}", closing * closing * (3.0 - 2.0 * closing))
+        set_(f"eyeWide{side}", _ramp(openness, EYE_OPEN_RATIO + 0.1, EYE_WIDE_RATIO))
+        set_(f"eyeSquint{side}", _ramp(low, LOWER_LID_REST, LOWER_LID_SQUINT))
+        outward = yaw if side == "Left" else -yaw  # the left eye looks out towards +X
+        set_(f"eyeLookOut{side}", _ramp(outward, 0.0, EYE_LOOK_RANGE_YAW))
+        set_(f"eyeLookIn{side}", _ramp(-outward, 0.0, EYE_LOOK_RANGE_YAW))
+        set_(f"eyeLookUp{side}", _ramp(pitch, 0.0, EYE_LOOK_RANGE_PITCH))
+        set_(f"eyeLookDown{side}", _ramp(-pitch, 0.0, EYE_LOOK_RANGE_PITCH))
+
+    # Mouth.
+    gaps = a[list(lm.INNER_LIP_UPPER), 1] - a[list(lm.INNER_LIP_LOWER), 1]
+    gap = max(float(gaps[1]), 0.0)
+    chin_drop = (a[lm.NOSE_BASE, 1] - a[lm.CHIN, 1]) - JAW_REST
+    jaw_open = max(_ramp(chin_drop, 0.15, JAW_DROP_FULL), 0.8 * _ramp(gap, LIP_GAP_CLOSED, LIP_GAP_FULL))
+    set_("jawOpen", jaw_open)
+    lip_centre = (a[lm.UPPER_LIP_INNER] + a[lm.LOWER_LIP_INNER]) / 2.0
+    half_width = {"Right": lip_centre[0] - a[lm.MOUTH_RIGHT_CORNER, 0],
+                  "Left": a[lm.MOUTH_LEFT_CORNER, 0] - lip_centre[0]}
+    corner_height = {"Right": a[lm.MOUTH_RIGHT_CORNER, 1] - lip_centre[1],
+                     "Left": a[lm.MOUTH_LEFT_CORNER, 1] - lip_centre[1]}
+    corner_rest = CORNER_REST_HEIGHT + CORNER_RISE_PER_GAP * gap
+    narrowing = []
+    for side in ("Left", "Right"):
+        raise_ = corner_height[side] - corner_rest
+        widen = half_width[side] - MOUTH_REST_HALF_WIDTH
+        smile = _ramp(raise_ + 0.5 * max(widen, 0.0), SMILE_START, CORNER_RAISE_FULL)
+        set_(f"mouthSmile{side}", smile)
+        set_(f"mouthFrown{side}", _ramp(-raise_, 0.15, CORNER_RAISE_FULL))
+        set_(f"mouthStretch{side}", _ramp(widen, 0.15, MOUTH_WIDEN_FULL) * (1.0 - smile))
+        squint = _ramp(l_low if side == "Left" else r_low, LOWER_LID_REST, LOWER_LID_SQUINT)
+        set_(f"cheekSquint{side}", smile * squint)
+        narrowing.append(-widen)
+    narrow = _ramp(np.mean(narrowing), 0.1, MOUTH_NARROW_FULL)
+    opening = _ramp(gap, 0.3, 1.5)
+    set_("mouthFunnel", narrow * opening)
+    set_("mouthPucker", narrow * (1.0 - opening))
+    mouth_shift = (half_width["Right"] - half_width["Left"]) / 2.0  # + = centre moved to own left
+    set_("mouthLeft", _ramp(mouth_shift, 0.15, 0.8))
+    set_("mouthRight", _ramp(-mouth_shift, 0.15, 0.8))
+    chin_shift = a[lm.CHIN, 0]
+    set_("jawLeft", _ramp(chin_shift, 0.2, 1.2))
+    set_("jawRight", _ramp(-chin_shift, 0.2, 1.2))
+    upper_lip = a[lm.UPPER_LIP_TOP, 1] - a[lm.UPPER_LIP_INNER, 1]
+    lower_lip = a[lm.LOWER_LIP_INNER, 1] - a[lm.LOWER_LIP_BOTTOM, 1]
+    set_("mouthRollUpper", _ramp(upper_lip, 0.45, 0.1))
+    set_("mouthRollLower", _ramp(lower_lip, 0.7, 0.2))
+    # Lips kept together while the chin drops.
+    set_("mouthClose", _ramp(chin_drop, 0.15, JAW_DROP_FULL) * (1.0 - _ramp(gap, LIP_GAP_CLOSED, 1.0)))
+    for side, upper, lower in (("Left", lm.UPPER_LIP_LEFT, lm.LOWER_LIP_LEFT),
+                               ("Right", lm.UPPER_LIP_RIGHT, lm.LOWER_LIP_RIGHT)):
+        nose_to_lip = a[lm.NOSE_BASE, 1] - a[upper, 1]
+        set_(f"mouthUpperUp{side}", _ramp(nose_to_lip, 1.5, 0.9))
+        lip_to_chin = a[lower, 1] - a[lm.CHIN, 1]
+        set_(f"mouthLowerDown{side}", _ramp(lip_to_chin, 4.2, 3.5) * jaw_open)
+
+    # Brows: heights above the eye-corner line of the same side.
+    for side, eye, inner, middle, outer in (
+            ("Left", (lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER), lm.LEFT_BROW_INNER, lm.LEFT_BROW_MIDDLE, lm.LEFT_BROW_OUTER),
+            ("Right", (lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER), lm.RIGHT_BROW_INNER, lm.RIGHT_BROW_MIDDLE, lm.RIGHT_BROW_OUTER)):
+        eye_line = np.mean(a[list(eye), 1])
+        inner_h = np.mean(a[list(inner), 1]) - eye_line
+        middle_h = np.mean(a[list(middle), 1]) - eye_line
+        outer_h = np.mean(a[list(outer), 1]) - eye_line
+        lowered = (BROW_INNER_REST - inner_h + BROW_MIDDLE_REST - middle_h) / 2.0
+        set_(f"browDown{side}", _ramp(lowered, BROW_DOWN_START, BROW_DOWN_FULL))
+        set_(f"browOuterUp{side}", _ramp(outer_h - BROW_OUTER_REST, BROW_UP_START, BROW_UP_FULL))
+        b[ARKIT_INDEX["browInnerUp"]] += 0.5 * _ramp(inner_h - BROW_INNER_REST, BROW_UP_START, BROW_UP_FULL)
+
+    # Nose wings rise towards the eyes in a sneer.
+    for side, nostril, eye_inner in (("Left", lm.NOSTRIL_LEFT, lm.LEFT_EYE_INNER),
+                                     ("Right", lm.NOSTRIL_RIGHT, lm.RIGHT_EYE_INNER)):
+        set_(f"noseSneer{side}", _ramp(a[eye_inner, 1] - a[nostril, 1], 4.2, 3.7))
+
+    eye_angles = np.array([[l_yaw, l_pitch], [r_yaw, r_pitch]])
+    b = np.clip(b, 0.0, 1.0)
+    return FaceState(blendshapes=b, vrm=vrm_presets(b, eye_angles), head_angles=np.zeros(3),
+                     head_position=np.zeros(3), eye_angles=eye_angles)
+
+
+def vrm_presets(b: np.ndarray, eye_angles: np.ndarray) -> np.ndarray:
+    """VRM 0.x presets from ARKit values and gaze (documented in the README)."""
+    get = lambda name: b[ARKIT_INDEX[name]]  # noqa: E731
+    v = np.zeros(len(VRM0_NAMES))
+    put = lambda name, value: v.__setitem__(VRM0_INDEX[name], value)  # noqa: E731
+    open_ = get("jawOpen")
+    rounded = max(get("mouthFunnel"), get("mouthPucker"))
+    spread = max((get("mouthSmileLeft") + get("mouthSmileRight")) / 2.0,
+                 (get("mouthStretchLeft") + get("mouthStretchRight")) / 2.0)
+    put("A", open_ * (1.0 - rounded) * (1.0 - spread))
+    put("I", spread * (1.0 - open_) * 0.6)
+    put("U", get("mouthPucker"))
+    put("E", spread * open_)
+    put("O", min(1.0, get("mouthFunnel") * 1.5))
+    blink_l, blink_r = get("eyeBlinkLeft"), get("eyeBlinkRight")
+    both = min(blink_l, blink_r)
+    put("Blink", both)
+    put("Blink_L", blink_l - both)
+    put("Blink_R", blink_r - both)
+    smile = (get("mouthSmileLeft") + get("mouthSmileRight")) / 2.0
+    put("Joy", smile * open_)
+    put("Fun", smile * (1.0 - open_))
+    put("Angry", (get("browDownLeft") + get("browDownRight")) / 2.0 * (1.0 - smile))
+    frown = (get("mouthFrownLeft") + get("mouthFrownRight")) / 2.0
+    put("Sorrow", max(frown, get("browInnerUp") * frown * 2.0) * (1.0 - smile))
+    yaw = float(np.mean(eye_angles[:, 0]))
+    pitch = float(np.mean(eye_angles[:, 1]))
+    put("LookUp", _ramp(pitch, 0.0, EYE_LOOK_RANGE_PITCH))
+    put("LookDown", _ramp(-pitch, 0.0, EYE_LOOK_RANGE_PITCH))
+    put("LookLeft", _ramp(yaw, 0.0, EYE_LOOK_RANGE_YAW))
+    put("LookRight", _ramp(-yaw, 0.0, EYE_LOOK_RANGE_YAW))
+    return np.clip(v, 0.0, 1.0)

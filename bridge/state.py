@@ -1,0 +1,215 @@
+"""The face state every stage after the solver passes along, and its name sets.
+
+Conventions (one place, so no stage guesses):
+
+* Subject frame: right-handed, X towards the subject's own left, Y up, Z out of
+  the face towards the camera. A face looking straight into the camera has the
+  identity rotation. It is MediaPipe's canonical-face frame.
+* Angles are degrees. Head: yaw + = turns to own left, pitch + = looks up,
+  roll + = tilts towards own left shoulder. Eyes (relative to the head): yaw + =
+  looks to own left, pitch + = looks up.
+* Left/Right in every name are the subject's own sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# ARKit's ARFaceAnchor.BlendShapeLocation order (also Live Link Face's order).
+ARKIT_NAMES = (
+    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
+    "eyeSquintLeft", "eyeWideLeft",
+    "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+    "eyeSquintRight", "eyeWideRight",
+    "jawForward", "jawLeft", "jawRight", "jawOpen",
+    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
+    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight",
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
+    "noseSneerLeft", "noseSneerRight",
+    "tongueOut",
+)
+ARKIT_INDEX = {name: i for i, name in enumerate(ARKIT_NAMES)}
+
+# VRM 0.x preset clips we drive (Neutral is the absence of the others).
+VRM0_NAMES = (
+    "A", "I", "U", "E", "O",
+    "Blink", "Blink_L", "Blink_R",
+    "Joy", "Angry", "Sorrow", "Fun",
+    "LookUp", "LookDown", "LookLeft", "LookRight",
+)
+VRM0_INDEX = {name: i for i, name in enumerate(VRM0_NAMES)}
+
+
+def pascal_case(name: str) -> str:
+    """ARKit camelCase -> the PascalCase perfect-sync models use (eyeBlinkLeft -> EyeBlinkLeft)."""
+    return name[:1].upper() + name[1:]
+
+
+def _swap_left_right(name: str) -> str:
+    for a, b in (("Left", "Right"), ("Right", "Left"), ("_L", "_R"), ("_R", "_L")):
+        if name.endswith(a):
+            return name[: -len(a)] + b
+    return name
+
+
+def _mirror_permutation(names: tuple[str, ...]) -> np.ndarray:
+    index = {n: i for i, n in enumerate(names)}
+    perm = [index[_swap_left_right(n)] for n in names]
+    # LookLeft/LookRight also swap: the avatar mirrors where the subject looks.
+    if "LookLeft" in index:
+        perm[index["LookLeft"]], perm[index["LookRight"]] = index["LookRight"], index["LookLeft"]
+    return np.array(perm)
+
+
+_ARKIT_MIRROR = _mirror_permutation(ARKIT_NAMES)
+_VRM0_MIRROR = _mirror_permutation(VRM0_NAMES)
+
+
+@dataclass
+class FaceState:
+    """What the face does in one frame, in plain numbers.
+
+    blendshapes: (52,) in ARKIT_NAMES order, each in [0, 1].
+    vrm: (16,) in VRM0_NAMES order, each in [0, 1].
+    head_angles: (3,) yaw, pitch, roll in degrees (see module doc).
+    head_position: (3,) metres in the subject frame, camera at the origin.
+    eye_angles: (2, 2) [[left yaw, left pitch], [right yaw, right pitch]] degrees.
+    """
+
+    blendshapes: np.ndarray
+    vrm: np.ndarray
+    head_angles: np.ndarray
+    head_position: np.ndarray
+    eye_angles: np.ndarray
+
+    # Layout of vector(): filters and easing work on one flat float array.
+    _SLICES = {
+        "blendshapes": slice(0, 52),
+        "vrm": slice(52, 68),
+        "head_angles": slice(68, 71),
+        "head_position": slice(71, 74),
+        "eye_angles": slice(74, 78),
+    }
+    SIZE = 78
+
+    def vector(self) -> np.ndarray:
+        return np.concatenate([
+            self.blendshapes, self.vrm, self.head_angles, self.head_position,
+            np.ravel(self.eye_angles),
+        ]).astype(np.float64)
+
+    @classmethod
+    def from_vector(cls, v: np.ndarray) -> "FaceState":
+        s = cls._SLICES
+        return cls(
+            blendshapes=v[s["blendshapes"]].copy(),
+            vrm=v[s["vrm"]].copy(),
+            head_angles=v[s["head_angles"]].copy(),
+            head_position=v[s["head_position"]].copy(),
+            eye_angles=v[s["eye_angles"]].reshape(2, 2).copy(),
+        )
+
+    @classmethod
+    def neutral(cls, head_position=(0.0, 0.0, -0.5)) -> "FaceState":
+        return cls(
+            blendshapes=np.zeros(52), vrm=np.zeros(len(VRM0_NAMES)),
+            head_angles=np.zeros(3), head_position=np.asarray(head_position, float),
+            eye_angles=np.zeros((2, 2)),
+        )
+
+    def blendshape(self, name: str) -> float:
+        return float(self.blendshapes[ARKIT_INDEX[name]])
+
+    def sanitized(self) -> "FaceState":
+        """Finite and in range: NaN/inf become neutral, shapes are clamped to [0, 1]."""
+        v = np.nan_to_num(self.vector(), nan=0.0, posinf=0.0, neginf=0.0)
+        v[0:68] = np.clip(v[0:68], 0.0, 1.0)
+        v[68:71] = np.clip(v[68:71], -180.0, 180.0)
+        v[71:74] = np.clip(v[71:74], -100.0, 100.0)
+        v[74:78] = np.clip(v[74:78], -90.0, 90.0)
+        return FaceState.from_vector(v)
+
+    def mirrored(self) -> "FaceState":
+        """The state of a mirror image: left and right swap, yaw and roll flip."""
+        yaw, pitch, roll = self.head_angles
+        x, y, z = self.head_position
+        (ly, lp), (ry, rp) = self.eye_angles
+        return FaceState(
+            blendshapes=self.blendshapes[_ARKIT_MIRROR],
+            vrm=self.vrm[_VRM0_MIRROR],
+            head_angles=np.array([-yaw, pitch, -roll]),
+            head_position=np.array([-x, y, z]),
+            eye_angles=np.array([[-ry, rp], [-ly, lp]]),
+        )
+
+
+# ---- rotations -----------------------------------------------------------
+# Quaternions are (x, y, z, w), rotating vectors in the subject frame.
+
+def _axis_quat(axis: int, degrees: float) -> np.ndarray:
+    half = np.radians(degrees) / 2.0
+    q = np.zeros(4)
+    q[axis] = np.sin(half)
+    q[3] = np.cos(half)
+    return q
+
+
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ])
+
+
+def angles_to_quat(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
+    """Yaw about +Y, then pitch, then roll (R = Ry(yaw) Rx(-pitch) Rz(-roll)).
+
+    Pitch + (looks up) is a negative turn about +X (X = own left), roll + (tilts
+    to own left) a negative turn about +Z; see the module doc.
+    """
+    q = quat_multiply(_axis_quat(1, yaw), _axis_quat(0, -pitch))
+    return quat_multiply(q, _axis_quat(2, -roll))
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    x, y, z, w = q
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def matrix_to_angles(r: np.ndarray) -> tuple[float, float, float]:
+    """Inverse of angles_to_quat for a rotation matrix R = Ry(yaw) Rx(-pitch) Rz(-roll)."""
+    # R[1,2] = sin(pitch); R[0,2] = sin(yaw)cos(pitch); R[1,0] = -sin(roll)cos(pitch).
+    pitch = np.degrees(np.arcsin(np.clip(r[1, 2], -1.0, 1.0)))
+    yaw = np.degrees(np.arctan2(r[0, 2], r[2, 2]))
+    roll = np.degrees(np.arctan2(-r[1, 0], r[1, 1]))
+    return float(yaw), float(pitch), float(roll)
+
+
+def slerp_from_identity(q: np.ndarray, t: float) -> np.ndarray:
+    """The rotation t of the way from identity to q (same axis, t times the angle)."""
+    q = q if q[3] >= 0 else -q
+    angle = 2.0 * np.arccos(np.clip(q[3], -1.0, 1.0))
+    s = np.sin(angle / 2.0)
+    if s < 1e-9:
+        return np.array([0.0, 0.0, 0.0, 1.0])
+    axis = q[:3] / s
+    return np.concatenate([axis * np.sin(t * angle / 2.0), [np.cos(t * angle / 2.0)]])
+
+
+def quat_conjugate(q: np.ndarray) -> np.ndarray:
+    return np.array([-q[0], -q[1], -q[2], q[3]])
