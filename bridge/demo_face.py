@@ -26,7 +26,7 @@ BROW_RISE = 0.7
 
 @dataclass
 class Expression:
-    """What the demo face does; all 0..1 except angles (degrees, as in FaceState)."""
+    """What the demo face does: 0..1 (brows_up -1..1, -1 lowered), angles in degrees as in FaceState."""
     yaw: float = 0.0
     pitch: float = 0.0
     roll: float = 0.0

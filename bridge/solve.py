@@ -19,12 +19,14 @@ from bridge import landmarks as lm
 from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState, matrix_to_angles
 
 # --- ranges (canonical-face centimetres unless said) --------------------------
-# Eye openness = mean lid gap / eye width. Open eyes on real faces read 0.18-0.32,
-# closed ones -0.03-0.05; the ramp between goes through a smoothstep so half-open
-# lids (a relaxed or slightly lowered gaze) stay low and closed ones reach 1.
-EYE_OPEN_RATIO = 0.22
-EYE_CLOSED_RATIO = 0.06
-EYE_WIDE_RATIO = 0.40
+# Eye openness, in eye widths: the upper lid's height above the line through the
+# eye corners plus half the gap between the lids. The upper lid carries a blink;
+# counting it twice keeps a squint (the lower lid rising in a smile) from reading
+# as closing. Open eyes read 0.18-0.38, closed ones -0.05-0.06; the ramp between
+# goes through a smoothstep so half-open lids stay low and closed ones reach 1.
+EYE_OPEN = 0.17
+EYE_CLOSED = 0.05
+EYE_WIDE = 0.42
 # Lower lid height below the eye centre (eye widths): rest about -0.1, raised in a squint.
 LOWER_LID_REST = -0.07
 LOWER_LID_SQUINT = 0.0
@@ -132,10 +134,12 @@ def _head_position(t, scale, width, height):
 # --- measures on head-aligned points --------------------------------------------
 
 def _eye_measures(a, outer, inner, upper, lower, iris):
-    """Openness ratio, gaze (yaw, pitch) degrees and lower-lid raise for one eye."""
+    """Openness, gaze (yaw, pitch) degrees and lower-lid raise for one eye."""
     width = np.linalg.norm(a[outer, :2] - a[inner, :2])
+    corner_line = (a[outer, 1] + a[inner, 1]) / 2.0
+    upper_height = np.mean(a[list(upper), 1]) - corner_line
     gap = np.mean(a[list(upper), 1] - a[list(lower), 1])
-    openness = gap / width
+    openness = (upper_height + 0.5 * gap) / width
     centre = (a[outer] + a[inner]) / 2.0
     iris_centre = a[iris[0]]
     dx = iris_centre[0] - centre[0]
@@ -158,9 +162,9 @@ def measure(a: np.ndarray) -> FaceState:
         a, lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_EYE_UPPER_LID, lm.LEFT_EYE_LOWER_LID, lm.LEFT_IRIS)
     for side, openness, yaw, pitch, low in (("Left", l_open, l_yaw, l_pitch, l_low),
                                             ("Right", r_open, r_yaw, r_pitch, r_low)):
-        closing = _ramp(openness, EYE_OPEN_RATIO, EYE_CLOSED_RATIO)
+        closing = _ramp(openness, EYE_OPEN, EYE_CLOSED)
         set_(f"eyeBlink{side}", closing * closing * (3.0 - 2.0 * closing))
-        set_(f"eyeWide{side}", _ramp(openness, EYE_OPEN_RATIO + 0.1, EYE_WIDE_RATIO))
+        set_(f"eyeWide{side}", _ramp(openness, EYE_WIDE - 0.1, EYE_WIDE))
         set_(f"eyeSquint{side}", _ramp(low, LOWER_LID_REST, LOWER_LID_SQUINT))
         outward = yaw if side == "Left" else -yaw  # the left eye looks out towards +X
         set_(f"eyeLookOut{side}", _ramp(outward, 0.0, EYE_LOOK_RANGE_YAW))

@@ -1,0 +1,117 @@
+"""The run loop: source -> tracking -> solve -> shape -> encode -> send, one frame
+at a time, with the status line and the optional preview on the side."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bridge.shape import Shaper
+from bridge.solve import Solver, vrm_presets
+from bridge.state import ARKIT_INDEX, FaceState
+
+log = logging.getLogger("facemocap")
+
+
+@dataclass
+class Limits:
+    frames: int | None = None       # stop after this many frames
+    duration: float | None = None   # stop after this many seconds (wall clock)
+
+
+@dataclass
+class Stats:
+    frames: int = 0
+    faces: int = 0
+    started: float = field(default_factory=time.monotonic)
+    latencies_ms: list[float] = field(default_factory=list)   # recent capture -> send
+
+
+def with_model_blendshapes(state: FaceState, scores: dict[str, float]) -> FaceState:
+    """Replace the solver's ARKit values by the model's (tongueOut stays 0), VRM follows."""
+    b = state.blendshapes.copy()
+    for name, value in scores.items():
+        i = ARKIT_INDEX.get(name)
+        if i is not None:
+            b[i] = value
+    state.blendshapes = np.clip(b, 0.0, 1.0)
+    state.vrm = vrm_presets(state.blendshapes, state.eye_angles)
+    return state
+
+
+class StatusLine:
+    """A one-line live status on stderr: redrawn in place on a terminal, an
+    occasional plain line otherwise (logs, CI)."""
+
+    def __init__(self, enabled: bool, stream=sys.stderr):
+        self.enabled = enabled
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval = 0.25 if self.tty else 5.0
+        self._next = 0.0
+        self._frames_at_last = 0
+        self._time_at_last = time.monotonic()
+        self.fps = 0.0
+
+    def update(self, stats: Stats, face: bool, target: str, note: str = "") -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        elapsed = now - self._time_at_last
+        if elapsed > 0:
+            self.fps = (stats.frames - self._frames_at_last) / elapsed
+        self._frames_at_last, self._time_at_last = stats.frames, now
+        if not self.enabled:
+            return
+        latency = np.median(stats.latencies_ms) if stats.latencies_ms else 0.0
+        stats.latencies_ms.clear()
+        line = (f"{self.fps:5.1f} fps | face {'yes' if face else 'no '} | latency {latency:5.1f} ms"
+                f" | frames {stats.frames} | -> {target}{(' | ' + note) if note else ''}")
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run(source, tracker, shaper: Shaper, encoder, target, *, use_model_blendshapes: bool,
+        limits: Limits = Limits(), status: StatusLine | None = None, preview=None) -> Stats:
+    """Process frames until the source ends, a limit is reached or the preview is closed.
+
+    Returns the counters. KeyboardInterrupt propagates to the caller (a clean stop).
+    """
+    solver = Solver()
+    stats = Stats()
+    status = status or StatusLine(enabled=False)
+    deadline = stats.started + limits.duration if limits.duration is not None else None
+    for frame in source:
+        tracked = tracker.track(frame)
+        state = None
+        if tracked.landmarks is not None:
+            state = solver.solve(tracked.landmarks, (frame.width, frame.height))
+            if use_model_blendshapes and tracked.blendshapes:
+                state = with_model_blendshapes(state, tracked.blendshapes)
+        shaped, tracking = shaper.update(frame.time, state)
+        target.send(encoder.encode(shaped, time=frame.time, tracking=tracking))
+        stats.frames += 1
+        stats.faces += tracking
+        stats.latencies_ms.append((time.monotonic() - frame.captured) * 1000.0)
+        status.update(stats, tracking, target.address)
+        if preview is not None and not preview.show(frame, tracked.landmarks, shaped, tracking, status.fps):
+            break
+        if limits.frames is not None and stats.frames >= limits.frames:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    status.finish()
+    return stats

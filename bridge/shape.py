@@ -1,0 +1,112 @@
+"""Shaping the solved values before they go out: smoothing, face loss, mirroring.
+
+The One Euro filter (Casiez et al. 2012) runs on every channel at once. Its
+cutoff rises with speed, so a still face is smoothed hard (no jitter) while a
+blink or a head turn gets through with little lag. Channels have different units,
+so each is divided by a unit scale first and min_cutoff / beta mean the same for
+all: 1 unit = the full range of a blendshape, 45 degrees of rotation, 10 cm of
+head movement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge.state import FaceState
+
+DEFAULT_MIN_CUTOFF = 1.5   # Hz: smoothing of a still face (lower = smoother, more lag)
+DEFAULT_BETA = 1.0         # how fast the cutoff rises with speed (higher = less lag)
+DERIVATIVE_CUTOFF = 1.0    # Hz, for the speed estimate
+HOLD_SECONDS = 0.3         # face lost: keep the last values this long ...
+EASE_SECONDS = 0.5         # ... then ease to neutral over this long
+
+_SLICES = FaceState._SLICES
+UNIT_SCALE = np.ones(FaceState.SIZE)
+UNIT_SCALE[_SLICES["head_angles"]] = 45.0
+UNIT_SCALE[_SLICES["eye_angles"]] = 45.0
+UNIT_SCALE[_SLICES["head_position"]] = 0.1
+
+
+def _alpha(cutoff, dt: float):
+    tau = 1.0 / (2.0 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau / dt)
+
+
+class OneEuroFilter:
+    """A One Euro filter over a vector of channels (all filtered at once)."""
+
+    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                 d_cutoff: float = DERIVATIVE_CUTOFF, scale: np.ndarray | float = 1.0):
+        if min_cutoff <= 0 or beta < 0 or d_cutoff <= 0:
+            raise ValueError("min_cutoff and d_cutoff must be > 0 and beta >= 0")
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.scale = scale
+        self._t: float | None = None
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
+    def reset(self, t: float, value: np.ndarray) -> None:
+        """Continue from value at time t, at rest (used after the face was lost)."""
+        self._t, self._x = t, np.asarray(value, dtype=np.float64) / self.scale
+        self._dx = np.zeros_like(self._x)
+
+    def __call__(self, t: float, value: np.ndarray) -> np.ndarray:
+        if self._t is None:
+            self.reset(t, value)
+            return self._x * self.scale
+        if t <= self._t:  # time did not advance: keep the output rather than divide by zero
+            return self._x * self.scale
+        x = np.asarray(value, dtype=np.float64) / self.scale
+        dt = t - self._t
+        dx = (x - self._x) / dt
+        self._dx = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
+        cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
+        self._x = self._x + _alpha(cutoff, dt) * (x - self._x)
+        self._t = t
+        return self._x * self.scale
+
+
+@dataclass
+class ShapeOptions:
+    min_cutoff: float = DEFAULT_MIN_CUTOFF
+    beta: float = DEFAULT_BETA
+    mirror: bool = False
+    hold_seconds: float = HOLD_SECONDS
+    ease_seconds: float = EASE_SECONDS
+
+
+class Shaper:
+    """Solved state (or None when no face was seen) -> (state to send, tracking flag)."""
+
+    def __init__(self, options: ShapeOptions = ShapeOptions()):
+        self.options = options
+        self.filter = OneEuroFilter(options.min_cutoff, options.beta, scale=UNIT_SCALE)
+        self._last: np.ndarray | None = None   # the last filtered vector with a face
+        self._lost_since: float | None = None
+
+    def update(self, t: float, state: FaceState | None) -> tuple[FaceState, bool]:
+        if state is not None:
+            self._lost_since = None
+            self._last = self.filter(t, state.vector())
+            out, tracking = self._last, True
+        else:
+            out, tracking = self._lost(t), False
+        shaped = FaceState.from_vector(out).sanitized()
+        return (shaped.mirrored() if self.options.mirror else shaped), tracking
+
+    def _lost(self, t: float) -> np.ndarray:
+        if self._last is None:
+            return FaceState.neutral().vector()
+        if self._lost_since is None:
+            self._lost_since = t
+        neutral = FaceState.neutral(head_position=self._last[_SLICES["head_position"]]).vector()
+        ease = (t - self._lost_since - self.options.hold_seconds) / max(self.options.ease_seconds, 1e-9)
+        k = min(max(ease, 0.0), 1.0)
+        k = k * k * (3.0 - 2.0 * k)
+        out = self._last + k * (neutral - self._last)
+        # When the face comes back the filter carries on from what was last sent.
+        self.filter.reset(t, out)
+        return out

@@ -1,0 +1,188 @@
+"""VMC-protocol encoding: a FaceState in, the frame's OSC datagrams out. Never touches sockets.
+
+Fast path: every message's bytes are fixed except its trailing float arguments
+(names, type tags and the frame's layout never change). So the constructor has
+python-osc build the whole frame once with placeholder floats, remembers where
+the changing floats sit, and encode() only packs those floats into a copy of
+that template and cuts it into datagrams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pythonosc import osc_bundle_builder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.parsing import osc_types
+
+from .state import (
+    ARKIT_NAMES, VRM0_NAMES, FaceState, angles_to_quat, pascal_case, quat_conjugate,
+    quat_multiply, slerp_from_identity,
+)
+
+# /VMC/Ext/OK arguments: loaded, calibration state (3 = calibrated), calibration mode (0 = normal).
+_LOADED, _CALIBRATED, _NORMAL_MODE = 1, 3, 0
+# Share of the head rotation carried by the neck; the head bone carries the rest.
+NECK_SHARE = 0.4
+# Nominal local bone offsets in metres, Unity frame (+X = character's right, +Z = forward).
+# Most receivers use only the rotations of these bones.
+BONE_POSITIONS = {
+    "Neck": (0.0, 0.1, 0.0),
+    "Head": (0.0, 0.08, 0.0),
+    "LeftEye": (-0.03, 0.06, 0.08),
+    "RightEye": (0.03, 0.06, 0.08),
+}
+BONES = ("Neck", "Head", "LeftEye", "RightEye")  # bone_rotations() rows follow this order
+ROOT_POSE = ("root", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+_IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
+_QUAT = 4     # floats per quaternion
+_FLOAT = 4    # bytes per OSC float32
+_BUNDLE_ITEM_SIZE = 4  # the int32 size prefix of each bundle element
+# "#bundle\0" + the "immediately" timetag, as python-osc writes it.
+BUNDLE_HEADER = osc_bundle_builder.OscBundleBuilder(osc_bundle_builder.IMMEDIATELY).build().dgram
+DEFAULT_MAX_PACKET = 1472  # 1500-byte Ethernet MTU minus IPv4 and UDP headers
+
+
+@dataclass(frozen=True)
+class VmcOptions:
+    arkit_names: str = "pascal"   # "pascal" (EyeBlinkLeft) or "camel" (eyeBlinkLeft)
+    bundle: bool = True            # False: every message is its own datagram
+    max_packet: int = DEFAULT_MAX_PACKET  # bytes per datagram (bundles split to fit)
+
+
+# Subject frame -> Unity frame is the reflection X -> -X; for a quaternion (x, y, z, w) -> (x, -y, -z, w).
+_TO_UNITY = np.array([1.0, -1.0, -1.0, 1.0])
+
+
+def to_unity_quats(quats: np.ndarray) -> np.ndarray:
+    """Rows of subject-frame quaternions -> Unity's, always finite and unit length."""
+    q = np.asarray(quats, dtype=float) * _TO_UNITY
+    norm = np.sqrt(np.einsum("ij,ij->i", q, q))[:, None]
+    ok = np.isfinite(norm) & (norm > 1e-9)
+    return np.where(ok, q / np.where(ok, norm, 1.0), _IDENTITY)
+
+
+def bone_rotations(state: FaceState) -> np.ndarray:
+    """Local Unity rotations (x, y, z, w), one row per bone in BONES order, for a sanitized state."""
+    head = angles_to_quat(*state.head_angles)
+    neck = slerp_from_identity(head, NECK_SHARE)
+    # Neck * Head-local == the measured head rotation.
+    head_local = quat_multiply(quat_conjugate(neck), head)
+    (left_yaw, left_pitch), (right_yaw, right_pitch) = state.eye_angles
+    left_eye = angles_to_quat(left_yaw, left_pitch)
+    right_eye = angles_to_quat(right_yaw, right_pitch)
+    return to_unity_quats([neck, head_local, left_eye, right_eye])
+
+
+def _build(address: str, args: tuple) -> OscMessage:
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        kind = {str: "s", int: "i", float: "f"}[type(arg)]
+        builder.add_arg(arg, kind)
+    return builder.build()
+
+
+class VmcEncoder:
+    def __init__(self, options: VmcOptions = VmcOptions()):
+        if options.arkit_names not in ("pascal", "camel"):
+            raise ValueError(f"arkit_names must be 'pascal' or 'camel', not {options.arkit_names!r}")
+        self.options = options
+        arkit = ARKIT_NAMES if options.arkit_names == "camel" else tuple(map(pascal_case, ARKIT_NAMES))
+        self.blend_names = VRM0_NAMES + arkit
+
+        # Each message: (address, constant leading args, number of changing trailing floats).
+        bone_msgs = [("/VMC/Ext/Bone/Pos", (b, *map(float, BONE_POSITIONS[b])), _QUAT) for b in BONES]
+        self._layout = [
+            ("/VMC/Ext/OK", (_LOADED, _CALIBRATED, _NORMAL_MODE), 0),  # + tracking int, see below
+            ("/VMC/Ext/T", (), 1),
+            ("/VMC/Ext/Root/Pos", ROOT_POSE, 0),
+            *bone_msgs,
+            *[("/VMC/Ext/Blend/Val", (name,), 1) for name in self.blend_names],
+            ("/VMC/Ext/Blend/Apply", (), 0),
+        ]
+        self.float_count = sum(n for _, _, n in self._layout)
+        placeholder = np.zeros(self.float_count)
+        self._groups = self._split([m.size for m in self._messages(placeholder, tracking=True)])
+        # Two templates, tracking and lost, differing only in OK's last int.
+        self._templates = {}
+        for tracking in (True, False):
+            messages = self._messages(placeholder, tracking=tracking)
+            self._templates[tracking], self._spans, float_offsets = self._frame(messages)
+        # Byte index of every changing float byte, in float order.
+        self._float_index = (np.asarray(float_offsets)[:, None] + np.arange(_FLOAT)).ravel()
+
+    # ---- the slow, readable description of a frame (python-osc builds it) ----
+
+    def _messages(self, floats: np.ndarray, *, tracking: bool) -> list[OscMessage]:
+        """The frame's messages, given the changing floats in layout order (see frame_floats)."""
+        out, i = [], 0
+        for address, args, n in self._layout:
+            if address == "/VMC/Ext/OK":
+                args = (*args, int(bool(tracking)))
+            out.append(_build(address, (*args, *map(float, floats[i:i + n]))))
+            i += n
+        return out
+
+    def frame_floats(self, state: FaceState, time: float) -> np.ndarray:
+        """The frame's changing floats in layout order: time, bone quaternions, blend values."""
+        s = state.sanitized()
+        return np.concatenate([
+            [time if np.isfinite(time) else 0.0],
+            bone_rotations(s).ravel(),
+            s.vrm, s.blendshapes,
+        ])
+
+    # ---- fast path ----
+
+    def encode(self, state: FaceState, *, time: float, tracking: bool) -> list[bytes]:
+        frame = self._templates[bool(tracking)].copy()
+        frame[self._float_index] = self.frame_floats(state, time).astype(">f4").view(np.uint8)
+        data = frame.tobytes()
+        return [data[start:end] for start, end in self._spans]
+
+    # ---- layout, done once ----
+
+    def _split(self, sizes: list[int]) -> list[list[int]]:
+        """Message indices per datagram, packed greedily in order."""
+        limit = self.options.max_packet
+        if not self.options.bundle:
+            if max(sizes) > limit:
+                raise ValueError(f"max_packet {limit} is below the largest message ({max(sizes)} bytes)")
+            return [[i] for i in range(len(sizes))]
+        need = len(BUNDLE_HEADER) + _BUNDLE_ITEM_SIZE + max(sizes)
+        if need > limit:
+            raise ValueError(f"max_packet {limit} is too small: a bundle of the largest message needs {need} bytes")
+        groups, used = [], limit  # `used = limit` forces a new group at the start
+        for i, size in enumerate(sizes):
+            item = _BUNDLE_ITEM_SIZE + size
+            if used + item > limit:
+                groups.append([])
+                used = len(BUNDLE_HEADER)
+            groups[-1].append(i)
+            used += item
+        return groups
+
+    def _frame(self, messages: list[OscMessage]):
+        """All datagrams concatenated as a uint8 template, their (start, end) spans,
+        and the byte offsets of the changing floats."""
+        chunks, spans, float_offsets, pos = [], [], [], 0
+        for group in self._groups:
+            start = pos
+            if self.options.bundle:
+                chunks.append(BUNDLE_HEADER)
+                pos += len(BUNDLE_HEADER)
+            for i in group:
+                msg = messages[i]
+                if self.options.bundle:
+                    chunks.append(osc_types.write_int(msg.size))
+                    pos += _BUNDLE_ITEM_SIZE
+                chunks.append(msg.dgram)
+                pos += msg.size
+                # The changing floats are each message's last arguments.
+                n = self._layout[i][2]
+                float_offsets.extend(pos - _FLOAT * (n - k) for k in range(n))
+            spans.append((start, pos))
+        template = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
+        return template, spans, float_offsets
