@@ -52,9 +52,9 @@ class StatusLine:
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = 0.25 if self.tty else 5.0
-        self._next = 0.0
-        self._frames_at_last = 0
         self._time_at_last = time.monotonic()
+        self._next = self._time_at_last + self.interval
+        self._frames_at_last = 0
         self.fps = 0.0
 
     def update(self, stats: Stats, face: bool, target: str, note: str = "") -> None:

@@ -1,0 +1,204 @@
+"""The real `facemocap-osc` as a subprocess, sending to a receiver on 127.0.0.1."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pythonosc.osc_packet import OscPacket
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+D3 = DATA / "video" / "liveportrait_d3.mp4"
+MODEL = DATA / "models" / "face_landmarker.task"
+MAX_DATAGRAM = 1472
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).with_name("facemocap-osc")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("facemocap-osc")
+    return [found] if found else [sys.executable, "-m", "bridge"]
+
+
+class Receiver:
+    """Collects every datagram sent to an ephemeral port on 127.0.0.1."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.datagrams.append(self.sock.recv(65535))
+            except socket.timeout:
+                pass
+
+    def close(self):
+        time.sleep(0.3)
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def run_tracker(*args, timeout=180) -> tuple[subprocess.CompletedProcess, list[bytes]]:
+    receiver = Receiver()
+    try:
+        proc = subprocess.run([*command(), "--port", str(receiver.port), "--quiet", *args],
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    finally:
+        receiver.close()
+    return proc, receiver.datagrams
+
+
+def frames_from(datagrams: list[bytes]) -> list[dict]:
+    """Group the decoded messages into frames (OK ... Apply) and check the framing."""
+    frames, current = [], None
+    for datagram in datagrams:
+        assert len(datagram) <= MAX_DATAGRAM
+        for timed in OscPacket(datagram).messages:
+            msg = timed.message
+            if msg.address == "/VMC/Ext/OK":
+                assert current is None, "a frame started before the previous one was applied"
+                current = {"ok": msg.params, "blend": {}, "bones": {}}
+            elif msg.address == "/VMC/Ext/T":
+                current["t"] = msg.params[0]
+            elif msg.address == "/VMC/Ext/Blend/Val":
+                current["blend"][msg.params[0]] = msg.params[1]
+            elif msg.address == "/VMC/Ext/Bone/Pos":
+                current["bones"][msg.params[0]] = msg.params[1:]
+            elif msg.address == "/VMC/Ext/Blend/Apply":
+                frames.append(current)
+                current = None
+    assert current is None, "the stream ended in the middle of a frame (no Apply)"
+    return frames
+
+
+def check_frame_is_well_formed(frame: dict) -> None:
+    assert frame["ok"][0] == 1 and frame["ok"][3] in (0, 1)
+    assert set(frame["bones"]) == {"Neck", "Head", "LeftEye", "RightEye"}
+    for values in frame["bones"].values():
+        assert len(values) == 7
+        assert np.linalg.norm(values[3:]) == pytest.approx(1.0, abs=1e-4)
+    assert len(frame["blend"]) == 16 + 52
+    assert all(0.0 <= v <= 1.0 for v in frame["blend"].values())
+
+
+@pytest.mark.skipif(not D3.exists(), reason=f"real test data not found: {D3} (../shared/data)")
+def test_video_end_to_end_blinks_and_mouth_arrive_at_the_right_frames():
+    proc, datagrams = run_tracker("--video", str(D3), "--fast")
+    assert proc.returncode == 0, proc.stderr
+    frames = frames_from(datagrams)
+    assert len(frames) == 354
+    for frame in frames:
+        check_frame_is_well_formed(frame)
+        assert frame["ok"][3] == 1
+    # Map frames to video frames by the stream's own media time, not by counting.
+    by_index = {round(f["t"] * 30.0): f["blend"] for f in frames}
+    assert sorted(by_index) == list(range(354))
+
+    def series(name, first, last):
+        return np.array([by_index[i][name] for i in range(first, last + 1)])
+
+    for first, last in ((48, 52), (57, 62)):
+        for name in ("EyeBlinkLeft", "EyeBlinkRight"):
+            blink = series(name, first, last)
+            assert blink.max() >= 0.9, (name, first, blink)
+            assert np.mean(blink >= 0.5) >= 0.6, (name, first, blink)
+    for name in ("EyeBlinkLeft", "EyeBlinkRight"):
+        assert series(name, 70, 95).max() <= 0.3
+    jaw_open = series("JawOpen", 305, 353)
+    jaw_closed = np.concatenate([series("JawOpen", 70, 95), series("JawOpen", 170, 290)])
+    assert jaw_open.min() > jaw_closed.max() + 0.1
+    assert jaw_open.mean() > jaw_closed.mean() + 0.3
+
+
+def test_demo_runs_and_streams_valid_vmc():
+    proc, datagrams = run_tracker("--demo", "--duration", "3", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    frames = frames_from(datagrams)
+    assert 60 <= len(frames) <= 100          # paced at 30 fps
+    times = [f["t"] for f in frames]
+    assert all(b > a for a, b in zip(times, times[1:]))
+    for frame in frames:
+        check_frame_is_well_formed(frame)
+        assert frame["ok"][3] == 1
+    # The demo blinks, talks and turns within its first seconds.
+    assert max(f["blend"]["Blink"] for f in frames) > 0.5
+    assert max(f["blend"]["JawOpen"] for f in frames) > 0.2
+
+
+def test_plain_messages_and_camel_names():
+    proc, datagrams = run_tracker("--demo", "--fast", "--frames", "5", "--no-bundle", "--arkit-names", "camel")
+    assert proc.returncode == 0, proc.stderr
+    assert all(not d.startswith(b"#bundle") for d in datagrams)
+    frames = frames_from(datagrams)
+    assert len(frames) == 5
+    assert "eyeBlinkLeft" in frames[0]["blend"] and "EyeBlinkLeft" not in frames[0]["blend"]
+
+
+@pytest.mark.skipif(not (D3.exists() and MODEL.exists()), reason="real test data / model not found in ../shared/data")
+def test_landmarker_backend_end_to_end():
+    proc, datagrams = run_tracker("--video", str(D3), "--fast", "--frames", "70",
+                                  "--backend", "landmarker", "--model", str(MODEL))
+    assert proc.returncode == 0, proc.stderr
+    frames = frames_from(datagrams)
+    assert len(frames) == 70
+    by_index = {round(f["t"] * 30.0): f["blend"] for f in frames}
+    assert max(by_index[i]["EyeBlinkLeft"] for i in range(48, 53)) > 0.4   # the model's own scores
+
+
+def test_no_camera_exits_2_with_a_hint():
+    proc = subprocess.run([*command(), "--camera", "97", "--quiet"], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--demo" in lines[0] and "--video" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--video", "no/such/file.mp4"], "file not found"),
+    (["--images", "no/such/folder"], "no/such/folder"),
+    (["--demo", "--port", "70000"], "invalid port"),
+    (["--demo", "--port", "abc"], "invalid port"),
+    (["--demo", "--host", "no-such-host.invalid"], "no-such-host.invalid"),
+    (["--backend", "landmarker", "--demo"], "--model"),
+    (["--backend", "landmarker", "--model", "missing.task", "--demo"], "missing.task"),
+])
+def test_bad_input_exits_2_with_one_line(args, expected):
+    proc = subprocess.run([*command(), "--quiet", *args], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+
+
+def test_sigterm_stops_cleanly_with_exit_0():
+    proc = subprocess.Popen([*command(), "--demo", "--quiet", "--port", "9"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.terminate()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def test_help_and_version():
+    out = subprocess.run([*command(), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--demo" in out.stdout and "--no-bundle" in out.stdout
+    version = subprocess.run([*command(), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("facemocap-osc ")

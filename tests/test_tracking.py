@@ -1,0 +1,176 @@
+"""Tracking backends on real frames from ../shared/data (skipped when it is absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bridge.sources import Frame
+from bridge.state import ARKIT_NAMES
+from bridge.tracking import Tracked, TrackingError, _native_stderr_filtered, open_tracker
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MODEL = DATA / "models" / "face_landmarker.task"
+
+
+def _need_data(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"test data ../shared/data not found ({path}); see its SOURCES.md")
+    return path
+
+
+def _frame(name: str, index: int = 0, time: float = 0.0) -> Frame:
+    path = _need_data(DATA / "frames" / name)
+    image = cv2.imread(str(path))
+    assert image is not None, path
+    h, w = image.shape[:2]
+    return Frame(index, time, image, width=w, height=h)
+
+
+def _blank(h=480, w=640) -> Frame:
+    return Frame(0, 0.0, np.full((h, w, 3), 127, np.uint8), width=w, height=h)
+
+
+def _assert_image_space(landmarks: np.ndarray, frame: Frame) -> None:
+    assert landmarks.shape == (478, 3)
+    assert landmarks.dtype == np.float32
+    assert np.isfinite(landmarks).all()
+    x, y = landmarks[:, 0], landmarks[:, 1]
+    assert 0 <= x.min() and x.max() <= frame.width
+    assert 0 <= y.min() and y.max() <= frame.height
+    # pixels, not normalised: a face spans a good part of these close-ups
+    assert x.max() - x.min() > 0.2 * frame.width
+
+
+# --------------------------------------------------------------------------- facemesh
+
+
+def test_facemesh_finds_face_in_image_space():
+    frame = _frame("d18_f0005.png")
+    with open_tracker("facemesh", static=True) as tracker:
+        result = tracker.track(frame)
+    assert isinstance(result, Tracked)
+    assert result.landmarks is not None
+    _assert_image_space(result.landmarks, frame)
+    assert result.blendshapes is None and result.matrix is None
+
+
+def test_facemesh_tracking_mode_over_frames():
+    frames = [_frame("d3_f0020.png", 0, 0.0), _frame("d3_f0050.png", 1, 1 / 30), _frame("d3_f0060.png", 2, 2 / 30)]
+    with open_tracker("facemesh") as tracker:
+        results = [tracker.track(f) for f in frames]
+    assert all(r.landmarks is not None for r in results)
+
+
+def test_facemesh_no_face_in_blank_image():
+    with open_tracker("facemesh", static=True) as tracker:
+        assert tracker.track(_blank()).landmarks is None
+
+
+def test_landmark_frames_pass_through_without_a_model():
+    points = np.random.default_rng(0).uniform(0, 400, (478, 3)).astype(np.float32)
+    frame = Frame(0, 0.0, None, landmarks=points, width=640, height=480)
+    tracker = open_tracker("facemesh")
+    result = tracker.track(frame)
+    assert np.array_equal(result.landmarks, points)
+    assert result.landmarks.dtype == np.float32
+    assert tracker._mesh is None  # MediaPipe not built for demo frames
+    tracker.close()
+
+
+def test_mediapipe_noise_is_filtered(capfd):
+    frame = _frame("d18_f0005.png")
+    with open_tracker("facemesh") as tracker:
+        tracker.track(frame)
+    err = capfd.readouterr().err
+    assert "W0000" not in err and "XNNPACK" not in err, err
+
+
+def test_stderr_filter_keeps_real_errors(capfd):
+    with _native_stderr_filtered():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"W0000 00:00:1795503133.938581    4183 inference_feedback_manager.cc:114] noise\n")
+        os.write(2, b"E0000 00:00:1795503133.938581    4183 foo.cc:1] a real error\n")
+    err = capfd.readouterr().err
+    assert "a real error" in err
+    assert "noise" not in err and "XNNPACK" not in err
+
+
+def test_unknown_backend():
+    with pytest.raises(TrackingError, match="unknown tracking backend"):
+        open_tracker("dlib")
+
+
+# --------------------------------------------------------------------------- landmarker
+
+
+def _landmarker(static=False):
+    return open_tracker("landmarker", model_path=str(_need_data(MODEL)), static=static)
+
+
+def test_landmarker_landmarks_blendshapes_matrix():
+    frame = _frame("d18_f0005.png")
+    with _landmarker() as tracker:
+        result = tracker.track(frame)
+    assert result.landmarks is not None
+    _assert_image_space(result.landmarks, frame)
+    shapes = result.blendshapes
+    # MediaPipe scores 52 categories: "_neutral" (dropped) + 51 ARKit names (no tongueOut)
+    assert len(shapes) == 51
+    assert "eyeBlinkLeft" in shapes and "jawOpen" in shapes
+    assert "_neutral" not in shapes
+    assert set(shapes) <= set(ARKIT_NAMES)
+    assert all(0.0 <= v <= 1.0 for v in shapes.values())
+    assert result.matrix.shape == (4, 4)
+    assert np.isfinite(result.matrix).all()
+
+
+def test_landmarker_no_face():
+    with _landmarker() as tracker:
+        result = tracker.track(_blank())
+    assert result.landmarks is None
+
+
+def test_landmarker_timestamps_forced_monotonic():
+    frame = _frame("d3_f0020.png")
+    with _landmarker() as tracker:
+        for _ in range(3):  # same time each call: must not be rejected by MediaPipe
+            assert tracker.track(frame).landmarks is not None
+        later = Frame(9, 0.5, frame.image, width=frame.width, height=frame.height)
+        assert tracker.track(later).landmarks is not None
+
+
+def test_landmarker_blink_sanity():
+    blink, open_ = _frame("d3_f0050.png"), _frame("d3_f0080.png")
+    with _landmarker(static=True) as tracker:
+        closed_score = tracker.track(blink).blendshapes["eyeBlinkLeft"]
+        open_score = tracker.track(open_).blendshapes["eyeBlinkLeft"]
+    assert closed_score > open_score
+
+
+def test_landmarker_missing_model(tmp_path):
+    path = tmp_path / "missing.task"
+    with pytest.raises(TrackingError) as info:
+        open_tracker("landmarker", model_path=str(path))
+    message = str(info.value)
+    assert message.startswith(f"cannot load face landmarker model '{path}'")
+    assert "not found" in message and "\n" not in message
+
+
+def test_landmarker_garbage_model(tmp_path):
+    path = tmp_path / "x.task"
+    path.write_text("this is a text file, not a model bundle\n")
+    with pytest.raises(TrackingError) as info:
+        open_tracker("landmarker", model_path=str(path))
+    message = str(info.value)
+    assert message.startswith(f"cannot load face landmarker model '{path}'")
+    assert "\n" not in message
+
+
+def test_landmarker_without_model_path():
+    with pytest.raises(TrackingError, match="model"):
+        open_tracker("landmarker")
