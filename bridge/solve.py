@@ -13,6 +13,8 @@ beyond constants.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bridge import landmarks as lm
@@ -64,9 +66,22 @@ BROW_DOWN_START, BROW_DOWN_FULL = 0.2, 0.7
 CAMERA_FOV_DEGREES = 60.0
 
 
-def _ramp(x, lo, hi):
-    """0 at lo, 1 at hi, clamped (lo may be greater than hi for a falling ramp)."""
-    return np.clip((np.asarray(x, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+def _ramp(x: float, lo: float, hi: float) -> float:
+    """0 at lo, 1 at hi, clamped (lo may be greater than hi for a falling ramp).
+
+    Plain floats on purpose: ~50 of these run per frame, and numpy's per-call
+    overhead on scalars would be most of the solver's time.
+    """
+    v = (x - lo) / (hi - lo)
+    return 0.0 if v < 0.0 else 1.0 if v > 1.0 else v
+
+
+def _mean(values: list[float], indices) -> float:
+    return sum(values[i] for i in indices) / len(indices)
+
+
+def _degrees_asin(v: float) -> float:
+    return math.degrees(math.asin(-1.0 if v < -1.0 else 1.0 if v > 1.0 else v))
 
 
 def fit_head(points: np.ndarray, reference: np.ndarray, weights: np.ndarray):
@@ -133,39 +148,40 @@ def _head_position(t, scale, width, height):
 
 # --- measures on head-aligned points --------------------------------------------
 
-def _eye_measures(a, outer, inner, upper, lower, iris):
+def _eye_measures(x, y, outer, inner, upper, lower, iris):
     """Openness, gaze (yaw, pitch) degrees and lower-lid raise for one eye."""
-    width = np.linalg.norm(a[outer, :2] - a[inner, :2])
-    corner_line = (a[outer, 1] + a[inner, 1]) / 2.0
-    upper_height = np.mean(a[list(upper), 1]) - corner_line
-    gap = np.mean(a[list(upper), 1] - a[list(lower), 1])
-    openness = (upper_height + 0.5 * gap) / width
-    centre = (a[outer] + a[inner]) / 2.0
-    iris_centre = a[iris[0]]
-    dx = iris_centre[0] - centre[0]
-    dy = iris_centre[1] - centre[1] - IRIS_REST_HEIGHT * width
-    yaw = np.degrees(np.arcsin(np.clip(dx / EYEBALL_RADIUS, -1.0, 1.0)))
-    pitch = np.degrees(np.arcsin(np.clip(dy / EYEBALL_RADIUS, -1.0, 1.0)))
-    lower_raise = np.mean(a[list(lower), 1]) - centre[1]
-    return openness, yaw, pitch, lower_raise / width
+    width = math.hypot(x[outer] - x[inner], y[outer] - y[inner]) or 1e-9
+    corner_x = (x[outer] + x[inner]) / 2.0
+    corner_y = (y[outer] + y[inner]) / 2.0
+    upper_y, lower_y = _mean(y, upper), _mean(y, lower)
+    openness = (upper_y - corner_y + 0.5 * (upper_y - lower_y)) / width
+    dx = x[iris[0]] - corner_x
+    dy = y[iris[0]] - corner_y - IRIS_REST_HEIGHT * width
+    yaw = _degrees_asin(dx / EYEBALL_RADIUS)
+    pitch = _degrees_asin(dy / EYEBALL_RADIUS)
+    return openness, yaw, pitch, (lower_y - corner_y) / width
 
 
 def measure(a: np.ndarray) -> FaceState:
     """Expression values from head-aligned points (canonical-face centimetres)."""
-    b = np.zeros(len(ARKIT_INDEX))
-    set_ = lambda name, value: b.__setitem__(ARKIT_INDEX[name], value)  # noqa: E731
+    x, y = a[:, 0].tolist(), a[:, 1].tolist()
+    b = [0.0] * len(ARKIT_INDEX)
+
+    def set_(name, value):
+        b[ARKIT_INDEX[name]] = value
 
     # Eyes.
     r_open, r_yaw, r_pitch, r_low = _eye_measures(
-        a, lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_UPPER_LID, lm.RIGHT_EYE_LOWER_LID, lm.RIGHT_IRIS)
+        x, y, lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_UPPER_LID, lm.RIGHT_EYE_LOWER_LID, lm.RIGHT_IRIS)
     l_open, l_yaw, l_pitch, l_low = _eye_measures(
-        a, lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_EYE_UPPER_LID, lm.LEFT_EYE_LOWER_LID, lm.LEFT_IRIS)
-    for side, openness, yaw, pitch, low in (("Left", l_open, l_yaw, l_pitch, l_low),
-                                            ("Right", r_open, r_yaw, r_pitch, r_low)):
+        x, y, lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_EYE_UPPER_LID, lm.LEFT_EYE_LOWER_LID, lm.LEFT_IRIS)
+    squint = {"Left": _ramp(l_low, LOWER_LID_REST, LOWER_LID_SQUINT),
+              "Right": _ramp(r_low, LOWER_LID_REST, LOWER_LID_SQUINT)}
+    for side, openness, yaw, pitch in (("Left", l_open, l_yaw, l_pitch), ("Right", r_open, r_yaw, r_pitch)):
         closing = _ramp(openness, EYE_OPEN, EYE_CLOSED)
         set_(f"eyeBlink{side}", closing * closing * (3.0 - 2.0 * closing))
         set_(f"eyeWide{side}", _ramp(openness, EYE_WIDE - 0.1, EYE_WIDE))
-        set_(f"eyeSquint{side}", _ramp(low, LOWER_LID_REST, LOWER_LID_SQUINT))
+        set_(f"eyeSquint{side}", squint[side])
         outward = yaw if side == "Left" else -yaw  # the left eye looks out towards +X
         set_(f"eyeLookOut{side}", _ramp(outward, 0.0, EYE_LOOK_RANGE_YAW))
         set_(f"eyeLookIn{side}", _ramp(-outward, 0.0, EYE_LOOK_RANGE_YAW))
@@ -173,18 +189,15 @@ def measure(a: np.ndarray) -> FaceState:
         set_(f"eyeLookDown{side}", _ramp(-pitch, 0.0, EYE_LOOK_RANGE_PITCH))
 
     # Mouth.
-    gaps = a[list(lm.INNER_LIP_UPPER), 1] - a[list(lm.INNER_LIP_LOWER), 1]
-    gap = max(float(gaps[1]), 0.0)
-    chin_drop = (a[lm.NOSE_BASE, 1] - a[lm.CHIN, 1]) - JAW_REST
+    gap = max(y[lm.UPPER_LIP_INNER] - y[lm.LOWER_LIP_INNER], 0.0)
+    chin_drop = (y[lm.NOSE_BASE] - y[lm.CHIN]) - JAW_REST
     jaw_open = max(_ramp(chin_drop, 0.15, JAW_DROP_FULL), 0.8 * _ramp(gap, LIP_GAP_CLOSED, LIP_GAP_FULL))
     set_("jawOpen", jaw_open)
-    lip_centre = (a[lm.UPPER_LIP_INNER] + a[lm.LOWER_LIP_INNER]) / 2.0
-    half_width = {"Right": lip_centre[0] - a[lm.MOUTH_RIGHT_CORNER, 0],
-                  "Left": a[lm.MOUTH_LEFT_CORNER, 0] - lip_centre[0]}
-    corner_height = {"Right": a[lm.MOUTH_RIGHT_CORNER, 1] - lip_centre[1],
-                     "Left": a[lm.MOUTH_LEFT_CORNER, 1] - lip_centre[1]}
+    lip_x = (x[lm.UPPER_LIP_INNER] + x[lm.LOWER_LIP_INNER]) / 2.0
+    lip_y = (y[lm.UPPER_LIP_INNER] + y[lm.LOWER_LIP_INNER]) / 2.0
+    half_width = {"Right": lip_x - x[lm.MOUTH_RIGHT_CORNER], "Left": x[lm.MOUTH_LEFT_CORNER] - lip_x}
+    corner_height = {"Right": y[lm.MOUTH_RIGHT_CORNER] - lip_y, "Left": y[lm.MOUTH_LEFT_CORNER] - lip_y}
     corner_rest = CORNER_REST_HEIGHT + CORNER_RISE_PER_GAP * gap
-    narrowing = []
     for side in ("Left", "Right"):
         raise_ = corner_height[side] - corner_rest
         widen = half_width[side] - MOUTH_REST_HALF_WIDTH
@@ -192,61 +205,62 @@ def measure(a: np.ndarray) -> FaceState:
         set_(f"mouthSmile{side}", smile)
         set_(f"mouthFrown{side}", _ramp(-raise_, 0.15, CORNER_RAISE_FULL))
         set_(f"mouthStretch{side}", _ramp(widen, 0.15, MOUTH_WIDEN_FULL) * (1.0 - smile))
-        squint = _ramp(l_low if side == "Left" else r_low, LOWER_LID_REST, LOWER_LID_SQUINT)
-        set_(f"cheekSquint{side}", smile * squint)
-        narrowing.append(-widen)
-    narrow = _ramp(np.mean(narrowing), 0.1, MOUTH_NARROW_FULL)
+        set_(f"cheekSquint{side}", smile * squint[side])
+    narrow = _ramp(2.0 * MOUTH_REST_HALF_WIDTH - half_width["Left"] - half_width["Right"],
+                   0.2, 2.0 * MOUTH_NARROW_FULL)
     opening = _ramp(gap, 0.3, 1.5)
     set_("mouthFunnel", narrow * opening)
     set_("mouthPucker", narrow * (1.0 - opening))
     mouth_shift = (half_width["Right"] - half_width["Left"]) / 2.0  # + = centre moved to own left
     set_("mouthLeft", _ramp(mouth_shift, 0.15, 0.8))
     set_("mouthRight", _ramp(-mouth_shift, 0.15, 0.8))
-    chin_shift = a[lm.CHIN, 0]
+    chin_shift = x[lm.CHIN]
     set_("jawLeft", _ramp(chin_shift, 0.2, 1.2))
     set_("jawRight", _ramp(-chin_shift, 0.2, 1.2))
-    upper_lip = a[lm.UPPER_LIP_TOP, 1] - a[lm.UPPER_LIP_INNER, 1]
-    lower_lip = a[lm.LOWER_LIP_INNER, 1] - a[lm.LOWER_LIP_BOTTOM, 1]
-    set_("mouthRollUpper", _ramp(upper_lip, 0.45, 0.1))
-    set_("mouthRollLower", _ramp(lower_lip, 0.7, 0.2))
+    set_("mouthRollUpper", _ramp(y[lm.UPPER_LIP_TOP] - y[lm.UPPER_LIP_INNER], 0.45, 0.1))
+    set_("mouthRollLower", _ramp(y[lm.LOWER_LIP_INNER] - y[lm.LOWER_LIP_BOTTOM], 0.7, 0.2))
     # Lips kept together while the chin drops.
     set_("mouthClose", _ramp(chin_drop, 0.15, JAW_DROP_FULL) * (1.0 - _ramp(gap, LIP_GAP_CLOSED, 1.0)))
     for side, upper, lower in (("Left", lm.UPPER_LIP_LEFT, lm.LOWER_LIP_LEFT),
                                ("Right", lm.UPPER_LIP_RIGHT, lm.LOWER_LIP_RIGHT)):
-        nose_to_lip = a[lm.NOSE_BASE, 1] - a[upper, 1]
-        set_(f"mouthUpperUp{side}", _ramp(nose_to_lip, 1.5, 0.9))
-        lip_to_chin = a[lower, 1] - a[lm.CHIN, 1]
-        set_(f"mouthLowerDown{side}", _ramp(lip_to_chin, 4.2, 3.5) * jaw_open)
+        set_(f"mouthUpperUp{side}", _ramp(y[lm.NOSE_BASE] - y[upper], 1.5, 0.9))
+        set_(f"mouthLowerDown{side}", _ramp(y[lower] - y[lm.CHIN], 4.2, 3.5) * jaw_open)
 
     # Brows: heights above the eye-corner line of the same side.
+    inner_up = 0.0
     for side, eye, inner, middle, outer in (
             ("Left", (lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER), lm.LEFT_BROW_INNER, lm.LEFT_BROW_MIDDLE, lm.LEFT_BROW_OUTER),
             ("Right", (lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER), lm.RIGHT_BROW_INNER, lm.RIGHT_BROW_MIDDLE, lm.RIGHT_BROW_OUTER)):
-        eye_line = np.mean(a[list(eye), 1])
-        inner_h = np.mean(a[list(inner), 1]) - eye_line
-        middle_h = np.mean(a[list(middle), 1]) - eye_line
-        outer_h = np.mean(a[list(outer), 1]) - eye_line
+        eye_line = _mean(y, eye)
+        inner_h = _mean(y, inner) - eye_line
+        middle_h = _mean(y, middle) - eye_line
+        outer_h = _mean(y, outer) - eye_line
         lowered = (BROW_INNER_REST - inner_h + BROW_MIDDLE_REST - middle_h) / 2.0
         set_(f"browDown{side}", _ramp(lowered, BROW_DOWN_START, BROW_DOWN_FULL))
         set_(f"browOuterUp{side}", _ramp(outer_h - BROW_OUTER_REST, BROW_UP_START, BROW_UP_FULL))
-        b[ARKIT_INDEX["browInnerUp"]] += 0.5 * _ramp(inner_h - BROW_INNER_REST, BROW_UP_START, BROW_UP_FULL)
+        inner_up += 0.5 * _ramp(inner_h - BROW_INNER_REST, BROW_UP_START, BROW_UP_FULL)
+    set_("browInnerUp", inner_up)
 
     # Nose wings rise towards the eyes in a sneer.
     for side, nostril, eye_inner in (("Left", lm.NOSTRIL_LEFT, lm.LEFT_EYE_INNER),
                                      ("Right", lm.NOSTRIL_RIGHT, lm.RIGHT_EYE_INNER)):
-        set_(f"noseSneer{side}", _ramp(a[eye_inner, 1] - a[nostril, 1], 4.2, 3.7))
+        set_(f"noseSneer{side}", _ramp(y[eye_inner] - y[nostril], 4.2, 3.7))
 
     eye_angles = np.array([[l_yaw, l_pitch], [r_yaw, r_pitch]])
-    b = np.clip(b, 0.0, 1.0)
-    return FaceState(blendshapes=b, vrm=vrm_presets(b, eye_angles), head_angles=np.zeros(3),
+    shapes = np.clip(np.nan_to_num(np.array(b)), 0.0, 1.0)
+    return FaceState(blendshapes=shapes, vrm=vrm_presets(shapes, eye_angles), head_angles=np.zeros(3),
                      head_position=np.zeros(3), eye_angles=eye_angles)
 
 
 def vrm_presets(b: np.ndarray, eye_angles: np.ndarray) -> np.ndarray:
     """VRM 0.x presets from ARKit values and gaze (documented in the README)."""
-    get = lambda name: b[ARKIT_INDEX[name]]  # noqa: E731
-    v = np.zeros(len(VRM0_NAMES))
-    put = lambda name, value: v.__setitem__(VRM0_INDEX[name], value)  # noqa: E731
+    shapes = dict(zip(ARKIT_INDEX, np.asarray(b).tolist()))
+    get = shapes.__getitem__
+    v = [0.0] * len(VRM0_NAMES)
+
+    def put(name, value):
+        v[VRM0_INDEX[name]] = value
+
     open_ = get("jawOpen")
     rounded = max(get("mouthFunnel"), get("mouthPucker"))
     spread = max((get("mouthSmileLeft") + get("mouthSmileRight")) / 2.0,
@@ -267,10 +281,10 @@ def vrm_presets(b: np.ndarray, eye_angles: np.ndarray) -> np.ndarray:
     put("Angry", (get("browDownLeft") + get("browDownRight")) / 2.0 * (1.0 - smile))
     frown = (get("mouthFrownLeft") + get("mouthFrownRight")) / 2.0
     put("Sorrow", max(frown, get("browInnerUp") * frown * 2.0) * (1.0 - smile))
-    yaw = float(np.mean(eye_angles[:, 0]))
-    pitch = float(np.mean(eye_angles[:, 1]))
+    (left_yaw, left_pitch), (right_yaw, right_pitch) = np.asarray(eye_angles).tolist()
+    yaw, pitch = (left_yaw + right_yaw) / 2.0, (left_pitch + right_pitch) / 2.0
     put("LookUp", _ramp(pitch, 0.0, EYE_LOOK_RANGE_PITCH))
     put("LookDown", _ramp(-pitch, 0.0, EYE_LOOK_RANGE_PITCH))
     put("LookLeft", _ramp(yaw, 0.0, EYE_LOOK_RANGE_YAW))
     put("LookRight", _ramp(-yaw, 0.0, EYE_LOOK_RANGE_YAW))
-    return np.clip(v, 0.0, 1.0)
+    return np.clip(np.array(v), 0.0, 1.0)

@@ -13,6 +13,7 @@ Conventions (one place, so no stage guesses):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,17 +154,12 @@ class FaceState:
 # ---- rotations -----------------------------------------------------------
 # Quaternions are (x, y, z, w), rotating vectors in the subject frame.
 
-def _axis_quat(axis: int, degrees: float) -> np.ndarray:
-    half = np.radians(degrees) / 2.0
-    q = np.zeros(4)
-    q[axis] = np.sin(half)
-    q[3] = np.cos(half)
-    return q
+# Plain floats inside: these run several times per frame, where numpy's per-call
+# overhead on 4-element arrays would cost more than the arithmetic.
 
-
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ax, ay, az, aw = a
-    bx, by, bz, bw = b
+def quat_multiply(a, b) -> np.ndarray:
+    ax, ay, az, aw = (float(v) for v in a)
+    bx, by, bz, bw = (float(v) for v in b)
     return np.array([
         aw * bx + ax * bw + ay * bz - az * by,
         aw * by - ax * bz + ay * bw + az * bx,
@@ -178,8 +174,17 @@ def angles_to_quat(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
     Pitch + (looks up) is a negative turn about +X (X = own left), roll + (tilts
     to own left) a negative turn about +Z; see the module doc.
     """
-    q = quat_multiply(_axis_quat(1, yaw), _axis_quat(0, -pitch))
-    return quat_multiply(q, _axis_quat(2, -roll))
+    hy, hp, hr = math.radians(yaw) / 2.0, -math.radians(pitch) / 2.0, -math.radians(roll) / 2.0
+    sy, cy = math.sin(hy), math.cos(hy)
+    sp, cp = math.sin(hp), math.cos(hp)
+    sr, cr = math.sin(hr), math.cos(hr)
+    # (0, sy, 0, cy) * (sp, 0, 0, cp) * (0, 0, sr, cr), multiplied out.
+    return np.array([
+        cy * sp * cr + sy * cp * sr,
+        sy * cp * cr - cy * sp * sr,
+        cy * cp * sr - sy * sp * cr,
+        cy * cp * cr + sy * sp * sr,
+    ])
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
@@ -200,16 +205,18 @@ def matrix_to_angles(r: np.ndarray) -> tuple[float, float, float]:
     return float(yaw), float(pitch), float(roll)
 
 
-def slerp_from_identity(q: np.ndarray, t: float) -> np.ndarray:
+def slerp_from_identity(q, t: float) -> np.ndarray:
     """The rotation t of the way from identity to q (same axis, t times the angle)."""
-    q = q if q[3] >= 0 else -q
-    angle = 2.0 * np.arccos(np.clip(q[3], -1.0, 1.0))
-    s = np.sin(angle / 2.0)
+    x, y, z, w = (float(v) for v in q)
+    if w < 0.0:
+        x, y, z, w = -x, -y, -z, -w
+    s = math.sqrt(x * x + y * y + z * z)
     if s < 1e-9:
         return np.array([0.0, 0.0, 0.0, 1.0])
-    axis = q[:3] / s
-    return np.concatenate([axis * np.sin(t * angle / 2.0), [np.cos(t * angle / 2.0)]])
+    half = t * math.atan2(s, w)
+    k = math.sin(half) / s
+    return np.array([x * k, y * k, z * k, math.cos(half)])
 
 
-def quat_conjugate(q: np.ndarray) -> np.ndarray:
+def quat_conjugate(q) -> np.ndarray:
     return np.array([-q[0], -q[1], -q[2], q[3]])
