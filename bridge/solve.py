@@ -84,27 +84,32 @@ def _degrees_asin(v: float) -> float:
     return math.degrees(math.asin(-1.0 if v < -1.0 else 1.0 if v > 1.0 else v))
 
 
-def fit_head(points: np.ndarray, reference: np.ndarray, weights: np.ndarray):
-    """Weighted similarity fit: points ~= scale * R @ reference + t.
+class RigidFit:
+    """Weighted similarity fit (Umeyama) of a fixed reference: points ~= scale * R @ reference + t.
 
-    Returns (R, scale, t). Degenerate input (collinear, all equal) gives the
-    identity rotation rather than NaN.
+    The reference side is prepared once; a fit is then one 3x3 SVD.
     """
-    w = weights / weights.sum()
-    mu_p = w @ points
-    mu_r = w @ reference
-    p = points - mu_p
-    r = reference - mu_r
-    cov = (r * w[:, None]).T @ p
-    u, sing, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    fix = np.diag([1.0, 1.0, d])
-    rot = vt.T @ fix @ u.T
-    var_r = float(w @ np.sum(r * r, axis=1))
-    scale = float(np.sum(sing * np.diag(fix)) / var_r) if var_r > 0 else 0.0
-    if not np.all(np.isfinite(rot)) or scale <= 1e-9:
-        return np.eye(3), 1.0, mu_p
-    return rot, scale, mu_p - scale * rot @ mu_r
+
+    def __init__(self, reference: np.ndarray, weights: np.ndarray):
+        self.w = weights / weights.sum()
+        self.mu_r = self.w @ reference
+        centred = reference - self.mu_r
+        self.weighted_ref_t = (centred * self.w[:, None]).T
+        self.var_r = float(self.w @ np.sum(centred * centred, axis=1))
+
+    def __call__(self, points: np.ndarray):
+        """(R, scale, t). Degenerate input (collinear, all equal) gives the identity, not NaN."""
+        mu_p = self.w @ points
+        u, sing, vt = np.linalg.svd(self.weighted_ref_t @ (points - mu_p))
+        rot = vt.T @ u.T
+        if np.linalg.det(rot) < 0:  # a reflection: flip the weakest axis
+            vt[2] = -vt[2]
+            sing[2] = -sing[2]
+            rot = vt.T @ u.T
+        scale = float(sing.sum()) / self.var_r
+        if not np.isfinite(rot).all() or not scale > 1e-9:
+            return np.eye(3), 1.0, mu_p
+        return rot, scale, mu_p - scale * rot @ self.mu_r
 
 
 class Solver:
@@ -115,9 +120,9 @@ class Solver:
     """
 
     def __init__(self, image_width: float = 640.0, image_height: float = 480.0):
-        self.reference = np.array(lm.canonical_face())
-        self.weights = np.array(lm.procrustes_weights())
-        self.stable = np.flatnonzero(self.weights)
+        weights = lm.procrustes_weights()
+        self.stable = np.flatnonzero(weights)
+        self.fit = RigidFit(lm.canonical_face()[self.stable], weights[self.stable])
         self.image_width = image_width
         self.image_height = image_height
 
@@ -125,11 +130,12 @@ class Solver:
         pts = np.asarray(points, dtype=np.float64)
         if pts.shape != (lm.COUNT, 3):
             raise ValueError(f"expected ({lm.COUNT}, 3) landmarks, got {pts.shape}")
-        pts = np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0)
+        if not np.isfinite(pts).all():
+            pts = np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0)
         width, height = image_size or (self.image_width, self.image_height)
         # Image space -> camera frame (right-handed: x right, y up, z towards camera).
         cam = pts * np.array([1.0, -1.0, -1.0])
-        rot, scale, t = fit_head(cam[self.stable], self.reference[self.stable], self.weights[self.stable])
+        rot, scale, t = self.fit(cam[self.stable])
         aligned = ((cam - t) @ rot) / scale
         state = measure(aligned)
         state.head_angles = np.array(matrix_to_angles(rot))
@@ -247,7 +253,7 @@ def measure(a: np.ndarray) -> FaceState:
         set_(f"noseSneer{side}", _ramp(y[eye_inner] - y[nostril], 4.2, 3.7))
 
     eye_angles = np.array([[l_yaw, l_pitch], [r_yaw, r_pitch]])
-    shapes = np.clip(np.nan_to_num(np.array(b)), 0.0, 1.0)
+    shapes = np.clip(np.array(b), 0.0, 1.0)  # NaN from degenerate input is cleared by solve()
     return FaceState(blendshapes=shapes, vrm=vrm_presets(shapes, eye_angles), head_angles=np.zeros(3),
                      head_position=np.zeros(3), eye_angles=eye_angles)
 

@@ -130,11 +130,10 @@ class FaceState:
 
     def sanitized(self) -> "FaceState":
         """Finite and in range: NaN/inf become neutral, shapes are clamped to [0, 1]."""
-        v = np.nan_to_num(self.vector(), nan=0.0, posinf=0.0, neginf=0.0)
-        v[0:68] = np.clip(v[0:68], 0.0, 1.0)
-        v[68:71] = np.clip(v[68:71], -180.0, 180.0)
-        v[71:74] = np.clip(v[71:74], -100.0, 100.0)
-        v[74:78] = np.clip(v[74:78], -90.0, 90.0)
+        v = self.vector()
+        if not np.isfinite(v).all():
+            v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        np.clip(v, _LOW, _HIGH, out=v)
         return FaceState.from_vector(v)
 
     def mirrored(self) -> "FaceState":
@@ -149,6 +148,11 @@ class FaceState:
             head_position=np.array([-x, y, z]),
             eye_angles=np.array([[-ry, rp], [-ly, lp]]),
         )
+
+
+# Bounds of every channel of FaceState.vector(), for sanitized().
+_LOW = np.concatenate([np.zeros(68), np.full(3, -180.0), np.full(3, -100.0), np.full(4, -90.0)])
+_HIGH = np.concatenate([np.ones(68), np.full(3, 180.0), np.full(3, 100.0), np.full(4, 90.0)])
 
 
 # ---- rotations -----------------------------------------------------------
