@@ -3,6 +3,9 @@ bars for the main blendshapes. OpenCV HighGUI; Esc or q closes it."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import cv2
 import numpy as np
 
@@ -20,6 +23,10 @@ class PreviewError(Exception):
 
 class Preview:
     def __init__(self):
+        # OpenCV's Qt backend aborts the whole process when there is no display,
+        # rather than raising, so look first.
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise PreviewError("cannot open the --preview window: no display (DISPLAY is not set)")
         try:
             cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
         except cv2.error:

@@ -1,5 +1,6 @@
 """The real `facemocap-osc` as a subprocess, sending to a receiver on 127.0.0.1."""
 
+import os
 import shutil
 import socket
 import subprocess
@@ -202,3 +203,10 @@ def test_help_and_version():
     assert out.returncode == 0 and "--demo" in out.stdout and "--no-bundle" in out.stdout
     version = subprocess.run([*command(), "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("facemocap-osc ")
+
+
+def test_preview_without_a_display_exits_2_instead_of_aborting():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run([*command(), "--demo", "--preview", "--frames", "3", "--quiet"], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
+    assert proc.returncode == 2 and "--preview" in proc.stderr
