@@ -66,10 +66,11 @@ class StatusLine:
         if elapsed > 0:
             self.fps = (stats.frames - self._frames_at_last) / elapsed
         self._frames_at_last, self._time_at_last = stats.frames, now
-        if not self.enabled:
-            return
+        # Cleared every interval even when silent, so a long --quiet run doesn't grow it.
         latency = np.median(stats.latencies_ms) if stats.latencies_ms else 0.0
         stats.latencies_ms.clear()
+        if not self.enabled:
+            return
         line = (f"{self.fps:5.1f} fps | face {'yes' if face else 'no '} | latency {latency:5.1f} ms"
                 f" | frames {stats.frames} | -> {target}{(' | ' + note) if note else ''}")
         if self.tty:

@@ -102,3 +102,13 @@ def test_nan_in_never_comes_out():
     s.head_angles[1] = np.inf
     out, _ = Shaper().update(0.0, s)
     assert np.all(np.isfinite(out.vector()))
+
+
+def test_status_line_keeps_latency_samples_bounded_when_quiet():
+    import time
+    from bridge.pipeline import Stats, StatusLine
+    status, stats = StatusLine(enabled=False), Stats()
+    status._next = 0.0
+    stats.latencies_ms.extend([1.0] * 1000)
+    status.update(stats, True, "127.0.0.1:39539")
+    assert stats.latencies_ms == []
