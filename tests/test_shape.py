@@ -105,7 +105,6 @@ def test_nan_in_never_comes_out():
 
 
 def test_status_line_keeps_latency_samples_bounded_when_quiet():
-    import time
     from bridge.pipeline import Stats, StatusLine
     status, stats = StatusLine(enabled=False), Stats()
     status._next = 0.0
