@@ -1,0 +1,112 @@
+"""Which bone and which shape key a stream name drives, and VMC -> Blender axes. No bpy.
+
+Kept apart from the Blender layer so the rules can be tested on plain lists of names.
+"""
+
+from __future__ import annotations
+
+import re
+
+# The VMC (Unity HumanBodyBones) bones the tracker sends, in panel order.
+STREAM_BONES = ("Head", "Neck", "LeftEye", "RightEye")
+
+# The VRM Add-on for Blender names humanoid bones in camelCase (VRM 0.x) or
+# snake_case (VRM 1.0 property names); both lead to the same stream bone.
+VRM_HUMAN_BONES = {
+    "Head": ("head",),
+    "Neck": ("neck",),
+    "LeftEye": ("leftEye", "left_eye"),
+    "RightEye": ("rightEye", "right_eye"),
+}
+
+# Plain rig names, compared after `_normalized` (lower case, no prefix before ':',
+# no separators): head, Head, mixamorig:Head, J_Bip_C_Head (VRoid), eye.L, Eye_L ...
+_PLAIN_NAMES = {
+    "Head": {"head", "jbipchead"},
+    "Neck": {"neck", "jbipcneck"},
+    "LeftEye": {"lefteye", "eyel", "eyeleft", "leye", "jadjlfaceeye"},
+    "RightEye": {"righteye", "eyer", "eyeright", "reye", "jadjrfaceeye"},
+}
+
+# In a Rigify rig the eyes aim at the eye.L / eye.R target controls through
+# constraints, so an eye bone's own rotation has no effect; only head and neck map.
+_RIGIFY_BONES = {"Head": "head", "Neck": "neck"}
+_RIGIFY_PREFIXES = ("ORG-", "DEF-", "MCH-")
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.rsplit(":", 1)[-1].lower())
+
+
+def is_rigify(bone_names) -> bool:
+    return any(name.startswith(_RIGIFY_PREFIXES) for name in bone_names)
+
+
+def guess_bone_map(bone_names, vrm_humanoid: dict[str, str] | None = None) -> dict[str, str]:
+    """Stream bone -> rig bone for the bones that can be found; others are left out.
+
+    `vrm_humanoid` is the VRM Add-on's humanoid table (human bone -> Blender bone)
+    when the armature has one; it wins because the model's author set it.
+    """
+    bone_names = list(bone_names)
+    present = set(bone_names)
+    found: dict[str, str] = {}
+    for stream_bone, keys in VRM_HUMAN_BONES.items():
+        for key in keys:
+            bone = (vrm_humanoid or {}).get(key)
+            if bone in present:
+                found[stream_bone] = bone
+                break
+    if is_rigify(bone_names):
+        plain = {k: v for k, v in _RIGIFY_BONES.items() if v in present}
+    else:
+        plain = {}
+        for stream_bone, names in _PLAIN_NAMES.items():
+            matches = [b for b in bone_names if _normalized(b) in names]
+            if matches:
+                # Prefer the exact stream name (a VRM-style rig), then the shortest.
+                plain[stream_bone] = min(matches, key=lambda b: (b != stream_bone, len(b), b))
+    return {**plain, **found}
+
+
+def match_shape_keys(key_names, remap=()) -> tuple[dict[str, list[int]], list[str]]:
+    """Lower-cased stream name -> indices of the shape keys it drives.
+
+    Every key but the reference key (index 0) matches its own name case-insensitively
+    (`EyeBlinkLeft` drives `eyeBlinkLeft`). A remap entry (stream name, key name)
+    replaces that default for its stream name; several entries may share a stream
+    name. Returns the table and one message per remap entry naming a missing key.
+    """
+    key_names = list(key_names)
+    table: dict[str, list[int]] = {}
+    for index, name in enumerate(key_names[1:], start=1):
+        table.setdefault(name.lower(), []).append(index)
+    by_lower = {}
+    for index, name in enumerate(key_names[1:], start=1):
+        by_lower.setdefault(name.lower(), index)
+    remapped: dict[str, list[int]] = {}
+    problems = []
+    for stream_name, key_name in remap:
+        stream_name, key_name = stream_name.strip(), key_name.strip()
+        if not stream_name or not key_name:
+            continue
+        index = key_names.index(key_name) if key_name in key_names[1:] else by_lower.get(key_name.lower())
+        if index is None or index == 0:
+            problems.append(f"remap {stream_name} -> {key_name}: no shape key named {key_name!r}")
+            continue
+        remapped.setdefault(stream_name.lower(), []).append(index)
+    table.update(remapped)
+    return table, problems
+
+
+def unity_to_blender_rotation(q) -> tuple[float, float, float, float]:
+    """A VMC rotation (x, y, z, w; Unity: left-handed, Y up, character facing +Z) as a
+    Blender quaternion (w, x, y, z; right-handed, Z up, character facing -Y).
+
+    The axis map is Unity x -> Blender -x, y -> z, z -> -y (a reflection). A
+    rotation axis is a pseudovector, so it maps with the opposite sign: (x, z, -y).
+    So +30 degrees about Unity +Y (the face turning to the character's right) is
+    -30 degrees about Blender +Z: forward (-Y) swings toward -X, the character's right.
+    """
+    x, y, z, w = q
+    return (w, x, z, -y)

@@ -1,0 +1,142 @@
+"""Operators: the panel's buttons, each a thin call into session / targets."""
+
+import bpy
+
+from . import session
+from .targets import autofill_bones
+
+
+class FACEMOCAP_OT_start(bpy.types.Operator):
+    bl_idname = "facemocap.start"
+    bl_label = "Start"
+    bl_description = "Listen for a VMC stream on the host and port above"
+
+    def execute(self, context):
+        error = session.start(context.scene)
+        if error:
+            self.report({"ERROR"}, error)
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class FACEMOCAP_OT_stop(bpy.types.Operator):
+    bl_idname = "facemocap.stop"
+    bl_label = "Stop"
+    bl_description = "Stop listening and release the port (a take being recorded is written)"
+
+    def execute(self, context):
+        session.stop(context.scene)
+        return {"FINISHED"}
+
+
+class FACEMOCAP_OT_autofill_bones(bpy.types.Operator):
+    bl_idname = "facemocap.autofill_bones"
+    bl_label = "Auto-fill Bones"
+    bl_description = "Find head, neck and eye bones (VRM humanoid table, Rigify, or common names)"
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene.facemocap.armature is not None
+
+    def execute(self, context):
+        found = autofill_bones(context.scene.facemocap)
+        self.report({"INFO"}, f"Found {len(found)} of 4 bones")
+        return {"FINISHED"}
+
+
+class FACEMOCAP_OT_mesh_add(bpy.types.Operator):
+    bl_idname = "facemocap.mesh_add"
+    bl_label = "Add Mesh"
+    bl_description = "Add the selected meshes (or an empty slot) as shape-key targets"
+    bl_options = {"UNDO"}
+
+    def execute(self, context):
+        settings = context.scene.facemocap
+        present = {item.object for item in settings.meshes}
+        selected = [o for o in context.selected_objects if o.type == "MESH" and o not in present]
+        for obj in selected or [None]:
+            settings.meshes.add().object = obj
+        settings.active_mesh = len(settings.meshes) - 1
+        session.invalidate_bindings()
+        return {"FINISHED"}
+
+
+class FACEMOCAP_OT_mesh_remove(bpy.types.Operator):
+    bl_idname = "facemocap.mesh_remove"
+    bl_label = "Remove Mesh"
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return len(context.scene.facemocap.meshes) > 0
+
+    def execute(self, context):
+        settings = context.scene.facemocap
+        settings.meshes.remove(settings.active_mesh)
+        settings.active_mesh = max(0, min(settings.active_mesh, len(settings.meshes) - 1))
+        session.invalidate_bindings()
+        return {"FINISHED"}
+
+
+def _active_mesh(context):
+    settings = context.scene.facemocap
+    if 0 <= settings.active_mesh < len(settings.meshes):
+        return settings.meshes[settings.active_mesh]
+    return None
+
+
+class FACEMOCAP_OT_remap_add(bpy.types.Operator):
+    bl_idname = "facemocap.remap_add"
+    bl_label = "Add Remap"
+    bl_description = "Drive a shape key from a stream name that does not match it"
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _active_mesh(context) is not None
+
+    def execute(self, context):
+        item = _active_mesh(context)
+        item.remaps.add()
+        item.active_remap = len(item.remaps) - 1
+        return {"FINISHED"}
+
+
+class FACEMOCAP_OT_remap_remove(bpy.types.Operator):
+    bl_idname = "facemocap.remap_remove"
+    bl_label = "Remove Remap"
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        item = _active_mesh(context)
+        return item is not None and len(item.remaps) > 0
+
+    def execute(self, context):
+        item = _active_mesh(context)
+        item.remaps.remove(item.active_remap)
+        item.active_remap = max(0, min(item.active_remap, len(item.remaps) - 1))
+        session.invalidate_bindings()
+        return {"FINISHED"}
+
+
+_classes = (
+    FACEMOCAP_OT_start,
+    FACEMOCAP_OT_stop,
+    FACEMOCAP_OT_autofill_bones,
+    FACEMOCAP_OT_mesh_add,
+    FACEMOCAP_OT_mesh_remove,
+    FACEMOCAP_OT_remap_add,
+    FACEMOCAP_OT_remap_remove,
+)
+
+
+def register():
+    for cls in _classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(_classes):
+        bpy.utils.unregister_class(cls)

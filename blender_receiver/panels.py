@@ -1,0 +1,134 @@
+"""View3D > Sidebar > FaceMocap: connection and status, meshes, armature, recording."""
+
+import bpy
+
+from . import session
+from .properties import BONE_PROPERTIES
+
+
+class FACEMOCAP_UL_meshes(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_prop):
+        row = layout.row(align=True)
+        row.prop(item, "object", text="", emboss=False, icon="MESH_DATA")
+        row.prop(item, "strength", text="", emboss=False)
+
+
+class FACEMOCAP_UL_remaps(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_prop):
+        row = layout.row(align=True)
+        row.prop(item, "stream_name", text="", emboss=False)
+        row.label(icon="FORWARD")
+        key = data.object.data.shape_keys if data.object is not None else None
+        if key is not None:
+            row.prop_search(item, "shape_key", key, "key_blocks", text="")
+        else:
+            row.prop(item, "shape_key", text="")
+
+
+class _SidebarPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "FaceMocap"
+
+
+class FACEMOCAP_PT_receiver(_SidebarPanel, bpy.types.Panel):
+    bl_label = "FaceMocap Receiver"
+
+    def draw(self, context):
+        settings = context.scene.facemocap
+        state = session.STATE
+        layout = self.layout
+        col = layout.column(align=True)
+        col.enabled = not state.running
+        col.prop(settings, "host")
+        col.prop(settings, "port")
+        row = layout.row(align=True)
+        if state.running:
+            row.operator("facemocap.stop", icon="PAUSE")
+        else:
+            row.operator("facemocap.start", icon="PLAY")
+        row.prop(settings, "record", toggle=True, icon="REC")
+
+        box = layout.box().column(align=True)
+        if state.error:
+            box.label(text=state.error, icon="ERROR")
+        if state.running:
+            receiving = state.receiving()
+            box.label(
+                text=f"Receiving, {state.fps():.0f} fps" if receiving else "Listening, nothing received",
+                icon="CHECKMARK" if receiving else "TIME",
+            )
+            stats = state.receiver.stats
+            box.label(text=f"From {state.receiver.stream.last_sender or '-'}")
+            box.label(text=f"Dropped as malformed: {stats.dropped}")
+        else:
+            box.label(text="Stopped", icon="PAUSE")
+        if state.take is not None:
+            box.label(text=f"Recording: {len(state.take)} frames", icon="REC")
+        for line in state.last_take:
+            box.label(text=line, icon="ACTION")
+
+
+class FACEMOCAP_PT_meshes(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Shape Keys"
+    bl_parent_id = "FACEMOCAP_PT_receiver"
+
+    def draw(self, context):
+        settings = context.scene.facemocap
+        layout = self.layout
+        row = layout.row()
+        row.template_list("FACEMOCAP_UL_meshes", "", settings, "meshes", settings, "active_mesh", rows=2)
+        buttons = row.column(align=True)
+        buttons.operator("facemocap.mesh_add", icon="ADD", text="")
+        buttons.operator("facemocap.mesh_remove", icon="REMOVE", text="")
+        if not 0 <= settings.active_mesh < len(settings.meshes):
+            return
+        item = settings.meshes[settings.active_mesh]
+        layout.prop(item, "object")
+        layout.prop(item, "strength", slider=True)
+        layout.label(text="Remap (stream name > shape key):")
+        row = layout.row()
+        row.template_list("FACEMOCAP_UL_remaps", "", item, "remaps", item, "active_remap", rows=2)
+        buttons = row.column(align=True)
+        buttons.operator("facemocap.remap_add", icon="ADD", text="")
+        buttons.operator("facemocap.remap_remove", icon="REMOVE", text="")
+
+
+class FACEMOCAP_PT_armature(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Bones"
+    bl_parent_id = "FACEMOCAP_PT_receiver"
+
+    def draw(self, context):
+        settings = context.scene.facemocap
+        layout = self.layout
+        layout.prop(settings, "armature")
+        armature = settings.armature
+        col = layout.column(align=True)
+        for stream_bone, prop in BONE_PROPERTIES.items():
+            if armature is not None:
+                col.prop_search(settings, prop, armature.data, "bones", text=stream_bone)
+            else:
+                col.prop(settings, prop, text=stream_bone)
+        layout.operator("facemocap.autofill_bones", icon="BONE_DATA")
+        targets = session.STATE.targets
+        for problem in targets.problems if targets is not None else ():
+            layout.label(text=problem, icon="ERROR")
+
+
+_classes = (
+    FACEMOCAP_UL_meshes,
+    FACEMOCAP_UL_remaps,
+    FACEMOCAP_PT_receiver,
+    FACEMOCAP_PT_meshes,
+    FACEMOCAP_PT_armature,
+)
+
+
+def register():
+    for cls in _classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(_classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,106 @@
+"""The panel's settings, stored on the scene (`scene.facemocap`) and saved with the file."""
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from . import session
+
+
+def _settings_changed(self, context):
+    session.invalidate_bindings()
+
+
+def _armature_changed(self, context):
+    from .targets import autofill_bones
+
+    if self.armature is not None:
+        autofill_bones(self, only_empty=True)
+    session.invalidate_bindings()
+
+
+def _record_changed(self, context):
+    session.set_recording(context.scene, self.record)
+
+
+def _is_mesh(self, obj):
+    return obj.type == "MESH"
+
+
+def _is_armature(self, obj):
+    return obj.type == "ARMATURE"
+
+
+class FACEMOCAP_PG_remap(bpy.types.PropertyGroup):
+    stream_name: StringProperty(
+        name="Stream name", description="Name as it arrives, e.g. JawOpen or A",
+        update=_settings_changed,
+    )
+    shape_key: StringProperty(
+        name="Shape key", description="Shape key this stream name drives instead",
+        update=_settings_changed,
+    )
+
+
+class FACEMOCAP_PG_mesh(bpy.types.PropertyGroup):
+    object: PointerProperty(
+        type=bpy.types.Object, name="Mesh", poll=_is_mesh, update=_settings_changed,
+        description="Mesh whose shape keys follow the stream",
+    )
+    strength: FloatProperty(
+        name="Strength", default=1.0, min=0.0, soft_max=2.0, update=_settings_changed,
+        description="Multiplies every value before it is clamped to the key's slider range",
+    )
+    remaps: CollectionProperty(type=FACEMOCAP_PG_remap)
+    active_remap: IntProperty()
+
+
+class FACEMOCAP_PG_settings(bpy.types.PropertyGroup):
+    host: StringProperty(
+        name="Host", default="127.0.0.1",
+        description="Address to listen on (0.0.0.0 for every network interface)",
+    )
+    port: IntProperty(name="Port", default=39539, min=1, max=65535)
+    meshes: CollectionProperty(type=FACEMOCAP_PG_mesh)
+    active_mesh: IntProperty()
+    armature: PointerProperty(
+        type=bpy.types.Object, name="Armature", poll=_is_armature, update=_armature_changed,
+        description="Armature whose head, neck and eye bones follow the stream",
+    )
+    bone_head: StringProperty(name="Head", update=_settings_changed)
+    bone_neck: StringProperty(name="Neck", update=_settings_changed)
+    bone_left_eye: StringProperty(name="LeftEye", update=_settings_changed)
+    bone_right_eye: StringProperty(name="RightEye", update=_settings_changed)
+    record: BoolProperty(
+        name="Record", update=_record_changed,
+        description="Keep every frame received; when switched off, write them as Actions",
+    )
+
+
+# Stream bone -> settings property holding the rig bone name.
+BONE_PROPERTIES = {
+    "Head": "bone_head",
+    "Neck": "bone_neck",
+    "LeftEye": "bone_left_eye",
+    "RightEye": "bone_right_eye",
+}
+
+_classes = (FACEMOCAP_PG_remap, FACEMOCAP_PG_mesh, FACEMOCAP_PG_settings)
+
+
+def register():
+    for cls in _classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.facemocap = PointerProperty(type=FACEMOCAP_PG_settings)
+
+
+def unregister():
+    del bpy.types.Scene.facemocap
+    for cls in reversed(_classes):
+        bpy.utils.unregister_class(cls)

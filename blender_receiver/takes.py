@@ -1,0 +1,176 @@
+"""Recording: keep every resolved frame, then write Actions with bulk F-Curve writes.
+
+A take keeps each channel sparsely (frame number, value) so nothing is invented for
+frames where a channel did not arrive. On finish, each object gets one new Action
+(with a fake user, so a take is never lost) whose keys sit at the stream's own
+times (`/VMC/Ext/T`) converted to the scene's frame rate, as linear keys: at 30-60
+samples a second, Bezier handles would only overshoot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# A stream clock that jumps back or stalls longer than this is not trusted for that step.
+MAX_TIME_STEP = 1.0
+
+
+@dataclass
+class _Channel:
+    frames: list[int] = field(default_factory=list)
+    values: list = field(default_factory=list)
+
+
+class Take:
+    def __init__(self, start_frame: float = 1.0):
+        self.start_frame = start_frame
+        self.stream_times: list[float | None] = []
+        self.arrival_times: list[float] = []
+        self.shape_keys: dict[tuple[str, str], _Channel] = {}  # (object, key) -> values
+        self.bones: dict[tuple[str, str], _Channel] = {}  # (armature, bone) -> (w, x, y, z)
+
+    def __len__(self) -> int:
+        return len(self.arrival_times)
+
+    def add(self, frame, resolved) -> None:
+        index = len(self.arrival_times)
+        self.stream_times.append(frame.time)
+        self.arrival_times.append(frame.received)
+        for target, values in resolved.meshes:
+            for key_index, value in values.items():
+                channel = self.shape_keys.setdefault((target.name, target.key_names[key_index]), _Channel())
+                channel.frames.append(index)
+                channel.values.append(value)
+        if resolved.bones:
+            for bone, rotation in resolved.bones.items():
+                channel = self.bones.setdefault((resolved.armature, bone), _Channel())
+                q = tuple(rotation)
+                if channel.values:
+                    previous = channel.values[-1]
+                    # q and -q are the same rotation; keep neighbours on one side so
+                    # interpolating between keys never swings the long way round.
+                    if sum(a * b for a, b in zip(q, previous)) < 0:
+                        q = tuple(-c for c in q)
+                channel.frames.append(index)
+                channel.values.append(q)
+
+    def seconds(self) -> np.ndarray:
+        """Time of each frame from the take's start, from the sender's clock where it
+        steps forward sensibly, else from when the frame arrived."""
+        seconds = np.zeros(len(self))
+        for i in range(1, len(self)):
+            step = None
+            now, before = self.stream_times[i], self.stream_times[i - 1]
+            if now is not None and before is not None and 0 < now - before < MAX_TIME_STEP:
+                step = now - before
+            if step is None:
+                step = max(self.arrival_times[i] - self.arrival_times[i - 1], 0.0)
+            seconds[i] = seconds[i - 1] + step
+        return seconds
+
+
+def write_take(take: Take, scene) -> list[str]:
+    """Write the take as Actions; returns one line per Action written (or problem)."""
+    import bpy
+
+    if not len(take):
+        return []
+    fps = scene.render.fps / scene.render.fps_base
+    frame_numbers = take.start_frame + take.seconds() * fps
+    report = []
+    by_object: dict[str, list] = {}
+    for (obj_name, key_name), channel in take.shape_keys.items():
+        by_object.setdefault(obj_name, []).append((key_name, channel))
+    for obj_name, channels in by_object.items():
+        obj = bpy.data.objects.get(obj_name)
+        if obj is None or obj.type != "MESH" or obj.data.shape_keys is None:
+            report.append(f"{obj_name}: gone before the take was written; its shape keys were not saved")
+            continue
+        fcurves, action = _new_action(obj.data.shape_keys, f"{obj_name} FaceMocap")
+        for key_name, channel in channels:
+            path = f'key_blocks["{bpy.utils.escape_identifier(key_name)}"].value'
+            _write_fcurve(fcurves, path, 0, frame_numbers[channel.frames], np.asarray(channel.values))
+        report.append(f"{action.name}: {len(channels)} shape keys, {len(take)} frames")
+    by_armature: dict[str, list] = {}
+    for (arm_name, bone), channel in take.bones.items():
+        by_armature.setdefault(arm_name, []).append((bone, channel))
+    for arm_name, channels in by_armature.items():
+        armature = bpy.data.objects.get(arm_name)
+        if armature is None or armature.type != "ARMATURE":
+            report.append(f"{arm_name}: gone before the take was written; its bones were not saved")
+            continue
+        fcurves, action = _new_action(armature, f"{arm_name} FaceMocap")
+        for bone, channel in channels:
+            pose_bone = armature.pose.bones.get(bone)
+            if pose_bone is None:
+                continue
+            path, values = _rotation_channel(pose_bone, np.asarray(channel.values))
+            for index in range(values.shape[1]):
+                _write_fcurve(fcurves, path, index, frame_numbers[channel.frames], values[:, index])
+        report.append(f"{action.name}: {len(channels)} bones, {len(take)} frames")
+    last = int(np.ceil(frame_numbers[-1]))
+    if last > scene.frame_end:
+        scene.frame_end = last
+    return report
+
+
+def _rotation_channel(pose_bone, quaternions: np.ndarray):
+    """The property path and per-frame values for the bone's rotation mode."""
+    import bpy
+    from mathutils import Quaternion
+
+    bone = f'pose.bones["{bpy.utils.escape_identifier(pose_bone.name)}"]'
+    mode = pose_bone.rotation_mode
+    if mode == "QUATERNION":
+        return f"{bone}.rotation_quaternion", quaternions
+    if mode == "AXIS_ANGLE":
+        rows = []
+        for q in quaternions:
+            axis, angle = Quaternion(q).to_axis_angle()
+            rows.append((angle, *axis))
+        return f"{bone}.rotation_axis_angle", np.asarray(rows)
+    rows, previous = [], None
+    for q in quaternions:
+        euler = Quaternion(q).to_euler(mode, previous) if previous else Quaternion(q).to_euler(mode)
+        rows.append(tuple(euler))
+        previous = euler
+    return f"{bone}.rotation_euler", np.asarray(rows)
+
+
+def _new_action(id_data, name: str):
+    """A new Action assigned to `id_data`; returns (its F-Curve collection, the action).
+
+    Blender 4.4+ has slotted actions (5.0 removed `Action.fcurves`): the curves live
+    in the channelbag of the slot the ID uses. 4.2 and 4.3 have `action.fcurves`.
+    """
+    import bpy
+
+    action = bpy.data.actions.new(name)
+    action.use_fake_user = True
+    anim = id_data.animation_data or id_data.animation_data_create()
+    anim.action = action
+    if not hasattr(action, "slots"):
+        return action.fcurves, action
+    from bpy_extras import anim_utils
+
+    slot = anim.action_slot
+    if slot is None:
+        slot = action.slots.new(id_type=id_data.id_type, name=id_data.name)
+        anim.action_slot = slot
+    return anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves, action
+
+
+_LINEAR = 1  # Keyframe.interpolation enum: CONSTANT, LINEAR, BEZIER, ...
+
+
+def _write_fcurve(fcurves, path: str, index: int, frames: np.ndarray, values: np.ndarray) -> None:
+    fcurve = fcurves.new(path, index=index)
+    points = fcurve.keyframe_points
+    points.add(len(frames))
+    co = np.empty(2 * len(frames), dtype=np.float32)
+    co[0::2], co[1::2] = frames, values
+    points.foreach_set("co", co)
+    points.foreach_set("interpolation", np.full(len(frames), _LINEAR, dtype=np.int32))
+    fcurve.update()
