@@ -76,8 +76,8 @@ class Receiver:
     def start(self) -> None:
         if self.running:
             return
-        if not 0 < self.port < 65536:
-            raise ReceiverError(f"port {self.port} is out of range (1-65535)")
+        if not 0 <= self.port < 65536:
+            raise ReceiverError(f"port {self.port} is out of range (0-65535)")
         try:
             server = _Server((self.host, self.port), _StreamDispatcher(self.stream))
         except socket.gaierror:

@@ -1,0 +1,309 @@
+"""The receiver's plain layers: VMC parsing, the receiving thread, name mapping, axes.
+
+No Blender needed: these modules never import bpy.
+"""
+
+import math
+import socket
+import struct
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from blender_receiver.mapping import guess_bone_map, match_shape_keys, unity_to_blender_rotation
+from blender_receiver.receiver import MAX_DATAGRAM, Receiver, ReceiverError
+from blender_receiver.vmc_stream import MAX_NAME_LENGTH, VmcStream
+from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState, pascal_case
+from bridge.vmc import VmcEncoder
+
+SENDER = "127.0.0.1:5000"
+
+
+def message(address, *args):
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    return builder.build()
+
+
+def bundle(*messages):
+    builder = OscBundleBuilder(IMMEDIATELY)
+    for m in messages:
+        builder.add_content(m)
+    return builder.build().dgram
+
+
+def collect():
+    frames = []
+    return VmcStream(frames.append), frames
+
+
+def apply_dgram():
+    return message("/VMC/Ext/Blend/Apply").dgram
+
+
+def test_a_tracker_frame_parses_into_one_complete_frame():
+    stream, frames = collect()
+    state = FaceState.neutral()
+    state.blendshapes[:] = np.linspace(0, 1, 52)
+    state.head_angles[:] = (20.0, 0.0, 0.0)
+    for datagram in VmcEncoder().encode(state, time=12.5, tracking=True):
+        stream.feed(datagram, SENDER)
+    assert len(frames) == 1
+    frame = frames[0]
+    assert set(frame.bones) == {"Neck", "Head", "LeftEye", "RightEye"}
+    assert set(frame.blends) == {pascal_case(n) for n in ARKIT_NAMES} | set(VRM0_NAMES)
+    assert frame.blends["JawOpen"] == pytest.approx(state.blendshapes[ARKIT_NAMES.index("jawOpen")], abs=1e-6)
+    assert frame.time == pytest.approx(12.5)
+    assert frame.tracking is True and frame.sender == SENDER
+    assert stream.stats.dropped == 0
+    for q in frame.bones.values():
+        assert math.isclose(sum(c * c for c in q), 1.0, rel_tol=1e-6)
+
+
+def test_unbundled_messages_and_extra_arguments_are_accepted_unknown_addresses_ignored():
+    stream, frames = collect()
+    for m in (
+        message("/VMC/Ext/T", 3.0, "extra"),
+        message("/VMC/Ext/Blend/Val", "JawOpen", 0.5, 99, "extra"),
+        message("/VMC/Ext/Bone/Pos", "Head", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 1.0, 1.0, 1.0),
+        message("/VMC/Ext/Unknown/Thing", 1, 2, 3),
+        message("/VMC/Ext/Blend/Apply", "extra"),
+    ):
+        stream.feed(m.dgram, SENDER)
+    assert len(frames) == 1
+    assert frames[0].blends == {"JawOpen": 0.5}
+    assert frames[0].bones["Head"] == (0.0, 0.0, 0.0, 1.0)  # normalised
+    assert stream.stats.dropped == 0
+
+
+BAD_DATAGRAMS = {
+    "not OSC": b"hello world",
+    "truncated bundle": bundle(message("/VMC/Ext/Blend/Val", "JawOpen", 0.5))[:-8],
+    "bad type tag": b"/VMC/Ext/T\x00\x00,Q\x00\x00\x00\x00\x00\x00",
+    "empty": b"",
+}
+BAD_MESSAGES = {
+    "value is a string": message("/VMC/Ext/Blend/Val", "JawOpen", "x"),
+    "name is a number": message("/VMC/Ext/Blend/Val", 3, 0.5),
+    "too few arguments": message("/VMC/Ext/Blend/Val", "JawOpen"),
+    "NaN value": message("/VMC/Ext/Blend/Val", "JawOpen", float("nan")),
+    "inf value": message("/VMC/Ext/Blend/Val", "JawOpen", float("inf")),
+    "bool value": message("/VMC/Ext/Blend/Val", "JawOpen", True),
+    "bone with too few floats": message("/VMC/Ext/Bone/Pos", "Head", 0.0, 0.0, 0.0),
+    "bone with NaN": message("/VMC/Ext/Bone/Pos", "Head", 0.0, 0.0, 0.0, float("nan"), 0.0, 0.0, 1.0),
+    "bone with zero quaternion": message("/VMC/Ext/Bone/Pos", "Head", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    "time is a string": message("/VMC/Ext/T", "now"),
+    "OK without arguments": message("/VMC/Ext/OK"),
+    "root with inf": message("/VMC/Ext/Root/Pos", "root", float("inf"), 0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+}
+BAD_NAMES = {
+    "a name of 5000 characters": message("/VMC/Ext/Blend/Val", "J" * 5000, 0.5),
+    "an empty name": message("/VMC/Ext/Blend/Val", "", 0.5),
+    "a control character": message("/VMC/Ext/Blend/Val", "Jaw\nOpen", 0.5),
+    "a long bone name": message("/VMC/Ext/Bone/Pos", "H" * 1000, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+}
+
+
+@pytest.mark.parametrize("datagram", BAD_DATAGRAMS.values(), ids=BAD_DATAGRAMS.keys())
+def test_malformed_datagrams_are_counted(datagram):
+    stream, frames = collect()
+    stream.feed(datagram, SENDER)
+    # python-osc decodes an unknown type tag as "no argument": then the message is short.
+    assert stream.stats.dropped == 1 and not frames
+
+
+@pytest.mark.parametrize("bad", BAD_MESSAGES.values(), ids=BAD_MESSAGES.keys())
+def test_bad_arguments_are_dropped_and_counted_and_never_applied(bad):
+    stream, frames = collect()
+    stream.feed(bad.dgram, SENDER)
+    stream.feed(apply_dgram(), SENDER)
+    assert stream.stats.bad_messages == 1
+    assert frames[0].blends == {} and frames[0].bones == {} and frames[0].time is None
+
+
+@pytest.mark.parametrize("bad", BAD_NAMES.values(), ids=BAD_NAMES.keys())
+def test_bad_names_are_dropped_and_counted(bad):
+    stream, frames = collect()
+    stream.feed(bad.dgram, SENDER)
+    stream.feed(apply_dgram(), SENDER)
+    assert stream.stats.bad_names == 1
+    assert frames[0].blends == {} and frames[0].bones == {}
+
+
+def test_the_longest_allowed_name_passes():
+    stream, frames = collect()
+    stream.feed(message("/VMC/Ext/Blend/Val", "J" * MAX_NAME_LENGTH, 0.5).dgram, SENDER)
+    stream.feed(apply_dgram(), SENDER)
+    assert frames[0].blends == {"J" * MAX_NAME_LENGTH: 0.5}
+
+
+def test_a_flood_of_unique_names_is_bounded():
+    stream, frames = collect()
+    for i in range(3000):
+        stream.feed(message("/VMC/Ext/Blend/Val", f"n{i}", 0.1).dgram, SENDER)
+    stream.feed(apply_dgram(), SENDER)
+    assert len(frames[0].blends) == 1024 and stream.stats.overflow == 3000 - 1024
+
+
+def test_bad_input_does_not_stop_later_frames():
+    stream, frames = collect()
+    for bad in [*BAD_DATAGRAMS.values(), *(m.dgram for m in BAD_MESSAGES.values())]:
+        stream.feed(bad, SENDER)
+    stream.feed(bundle(message("/VMC/Ext/Blend/Val", "JawOpen", 0.7), message("/VMC/Ext/Blend/Apply")), SENDER)
+    assert frames[-1].blends == {"JawOpen": pytest.approx(0.7)}
+
+
+def test_routed_addresses_reach_their_handler_and_handler_errors_are_counted():
+    stream, frames = collect()
+    got = []
+    stream.route("/facemocap/landmarks", lambda params, sender: got.append((params, sender)))
+    stream.route("/broken", lambda params, sender: 1 / 0)
+    stream.feed(message("/facemocap/landmarks", 1.0, 2.0).dgram, SENDER)
+    stream.feed(message("/broken").dgram, SENDER)
+    assert got == [([1.0, 2.0], SENDER)]
+    assert stream.stats.handler_errors == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_never_raise(data):
+    stream, _ = collect()
+    stream.feed(data, SENDER)
+    stream.feed(b"#bundle\x00" + data, SENDER)
+    stream.feed(b"/VMC/Ext/Blend/Val\x00\x00" + data, SENDER)
+
+
+# --- the receiving thread ------------------------------------------------------
+
+
+def send(port, *datagrams):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for d in datagrams:
+            sock.sendto(d, ("127.0.0.1", port))
+
+
+def wait_for(receiver, count, timeout=5.0):
+    frames, deadline = [], time.monotonic() + timeout
+    while len(frames) < count and time.monotonic() < deadline:
+        frames += receiver.take()
+        time.sleep(0.005)
+    return frames
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver("127.0.0.1", 0)
+    r.start()
+    yield r
+    r.stop()
+
+
+def test_frames_arrive_in_order_through_the_socket(receiver):
+    for i in range(50):
+        send(receiver.port, bundle(message("/VMC/Ext/T", float(i)), message("/VMC/Ext/Blend/Apply")))
+    frames = wait_for(receiver, 50)
+    assert [f.time for f in frames] == [float(i) for i in range(50)]
+
+
+def test_a_64_kb_datagram_is_read_whole(receiver):
+    # ~1400 messages in one bundle: python-osc's default 8192-byte read would cut it.
+    names = [f"Shape{i:04d}" for i in range(1400)]
+    big = bundle(*(message("/VMC/Ext/Blend/Val", n, 0.25) for n in names), message("/VMC/Ext/Blend/Apply"))
+    assert 8192 < len(big) <= MAX_DATAGRAM
+    send(receiver.port, big)
+    frames = wait_for(receiver, 1)
+    assert len(frames) == 1 and len(frames[0].blends) == 1024  # the per-frame bound, counted
+    assert receiver.stats.overflow == 1400 - 1024 and receiver.stats.malformed == 0
+
+
+def test_garbage_on_the_socket_is_counted_not_raised(receiver, capfd):
+    send(receiver.port, b"\xff" * 100, b"#bundle\x00" + b"\x00" * 3, apply_dgram())
+    assert len(wait_for(receiver, 1)) == 1
+    assert receiver.stats.malformed == 2
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_port_in_use_is_a_clear_error_and_stop_releases_the_port(receiver):
+    other = Receiver("127.0.0.1", receiver.port)
+    with pytest.raises(ReceiverError, match=f"port {receiver.port} is already in use"):
+        other.start()
+    port = receiver.port
+    receiver.stop()
+    again = Receiver("127.0.0.1", port)
+    again.start()  # the port was released
+    assert again.running
+    again.stop()
+    assert not again.running
+
+
+def test_a_bad_host_is_a_clear_error():
+    with pytest.raises(ReceiverError, match="not a valid address|not an address"):
+        Receiver("no.such.host.invalid", 0).start()
+
+
+# --- mapping ---------------------------------------------------------------------------
+
+
+def test_bone_map_from_plain_names_mixamo_and_vroid():
+    assert guess_bone_map(["root", "neck", "head", "eye.L", "eye.R"]) == {
+        "Head": "head", "Neck": "neck", "LeftEye": "eye.L", "RightEye": "eye.R"}
+    assert guess_bone_map(["mixamorig:Neck", "mixamorig:Head", "mixamorig:LeftEye", "mixamorig:RightEye"]) == {
+        "Head": "mixamorig:Head", "Neck": "mixamorig:Neck",
+        "LeftEye": "mixamorig:LeftEye", "RightEye": "mixamorig:RightEye"}
+    assert guess_bone_map(["J_Bip_C_Neck", "J_Bip_C_Head", "J_Adj_L_FaceEye", "J_Adj_R_FaceEye"]) == {
+        "Head": "J_Bip_C_Head", "Neck": "J_Bip_C_Neck",
+        "LeftEye": "J_Adj_L_FaceEye", "RightEye": "J_Adj_R_FaceEye"}
+    assert guess_bone_map(["Bone", "Bone.001"]) == {}
+
+
+def test_bone_map_prefers_the_vrm_humanoid_table():
+    bones = ["Head", "Neck", "kao", "kubi", "me_L", "me_R"]
+    vrm = {"head": "kao", "neck": "kubi", "left_eye": "me_L", "rightEye": "me_R", "hips": "x"}
+    assert guess_bone_map(bones, vrm) == {"Head": "kao", "Neck": "kubi", "LeftEye": "me_L", "RightEye": "me_R"}
+
+
+def test_bone_map_for_rigify_maps_head_and_neck_but_not_the_eye_targets():
+    bones = ["root", "torso", "neck", "head", "eye.L", "eye.R", "eyes", "ORG-eye.L", "MCH-eye.L", "DEF-spine.006"]
+    assert guess_bone_map(bones) == {"Head": "head", "Neck": "neck"}
+
+
+def test_shape_keys_match_case_insensitively_and_remaps_replace_the_default():
+    keys = ["Basis", "eyeBlinkLeft", "jawOpen", "MouthSmile", "A"]
+    table, problems = match_shape_keys(keys, [("A", "MouthSmile"), ("A", "jawopen"), ("Joy", "Missing")])
+    assert table["eyeblinkleft"] == [1] and table["jawopen"] == [2]
+    assert table["a"] == [3, 2]  # remapped, no longer the key named A
+    assert "basis" not in table
+    assert problems == ["remap Joy -> Missing: no shape key named 'Missing'"]
+
+
+def _rotate(q_wxyz, v):
+    w, x, y, z = q_wxyz
+    u = np.array([x, y, z])
+    v = np.asarray(v, float)
+    return v + 2 * np.cross(u, np.cross(u, v) + w * v)
+
+
+def test_plus_30_degrees_about_unity_y_turns_the_face_toward_blender_minus_x():
+    half = math.radians(30) / 2
+    q = unity_to_blender_rotation((0.0, math.sin(half), 0.0, math.cos(half)))
+    forward = _rotate(q, (0.0, -1.0, 0.0))
+    assert forward == pytest.approx((-0.5, -math.sqrt(3) / 2, 0.0), abs=1e-9)
+
+
+def test_unity_axes_map_to_blender_axes_as_a_reflection():
+    # A rotation about Unity +X (the character's right) is one about Blender -X;
+    # about Unity +Z (forward) is one about Blender -Y: the axis map x->-x, z->-y,
+    # with the pseudovector sign flip of a reflection applied to the angle's sense.
+    half = math.radians(40) / 2
+    about_x = unity_to_blender_rotation((math.sin(half), 0.0, 0.0, math.cos(half)))
+    about_z = unity_to_blender_rotation((0.0, 0.0, math.sin(half), math.cos(half)))
+    assert about_x == pytest.approx((math.cos(half), math.sin(half), 0.0, 0.0))
+    assert about_z == pytest.approx((math.cos(half), 0.0, math.sin(half), 0.0))
+    # Unity: +X rotation pitches forward (+Z) down (-Y) in its left-handed axes.
+    # Blender: the same motion takes forward (-Y) down (-Z).
+    assert _rotate(about_x, (0.0, -1.0, 0.0)) == pytest.approx((0.0, -math.cos(2 * half), -math.sin(2 * half)))
