@@ -1,0 +1,374 @@
+"""The receiver add-on in a real Blender (bpy), installed from the built zip.
+
+A scene with a face mesh (ARKit-named shape keys, skinned to the head by an
+Armature modifier) and an armature (Neck, Head, LeftEye, RightEye) is driven by
+real streams (`facemocap-osc --demo`, a real video) and by hand-made VMC frames
+whose effect is known exactly. `session.pump(scene)` is the apply step the timer
+runs; timers never fire in background mode, so the tests call it.
+"""
+
+import importlib
+import math
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from bridge.state import ARKIT_NAMES
+
+SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "liveportrait_d3.mp4"
+FACE_KEYS = [*ARKIT_NAMES, "A", "Blink"]  # camelCase: the stream's PascalCase must still match
+SHAPE_OFFSET = 0.1  # each shape key lifts its own vertex by this much
+
+
+@pytest.fixture
+def session(blender_addon, blender_scene):
+    module = importlib.import_module(blender_addon.__name__ + ".session")
+    yield module
+    module.stop(blender_scene)
+    module.STATE.last_take = []
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_face(scene, head_roll=0.0, eye_roll=0.0):
+    """A mesh with one vertex per shape key, skinned to Head; an armature of four bones.
+
+    Rolls give the bones unusual local axes: results must not depend on them.
+    """
+    import bpy
+
+    verts = [(0.02 * i - 0.5, -0.1, 1.6) for i in range(len(FACE_KEYS))]
+    mesh_data = bpy.data.meshes.new("Face")
+    mesh_data.from_pydata(verts, [], [])
+    mesh = bpy.data.objects.new("Face", mesh_data)
+    scene.collection.objects.link(mesh)
+    mesh.shape_key_add(name="Basis")
+    for i, name in enumerate(FACE_KEYS):
+        key = mesh.shape_key_add(name=name, from_mix=False)
+        key.value = 0.0  # shape_key_add creates keys at 1.0
+        key.data[i].co.z += SHAPE_OFFSET
+
+    arm_data = bpy.data.armatures.new("Rig")
+    armature = bpy.data.objects.new("Rig", arm_data)
+    scene.collection.objects.link(armature)
+    bpy.context.view_layer.objects.active = armature
+    bpy.ops.object.mode_set(mode="EDIT")
+
+    def bone(name, head, tail, parent=None, roll=0.0):
+        b = arm_data.edit_bones.new(name)
+        b.head, b.tail, b.roll = head, tail, math.radians(roll)
+        b.parent = arm_data.edit_bones[parent] if parent else None
+
+    bone("Neck", (0, 0, 1.40), (0, 0, 1.50))
+    bone("Head", (0, 0, 1.50), (0, 0, 1.75), "Neck", head_roll)
+    # Eyes point forward (-Y), as many rigs have them.
+    bone("LeftEye", (0.03, -0.08, 1.62), (0.03, -0.10, 1.62), "Head", eye_roll)
+    bone("RightEye", (-0.03, -0.08, 1.62), (-0.03, -0.10, 1.62), "Head", eye_roll)
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+    group = mesh.vertex_groups.new(name="Head")
+    group.add(list(range(len(verts))), 1.0, "REPLACE")
+    mesh.modifiers.new("Armature", "ARMATURE").object = armature
+
+    settings = scene.facemocap
+    settings.meshes.add().object = mesh
+    settings.armature = armature  # fills the bone fields from the names
+    settings.port = free_port()
+    return mesh, armature
+
+
+def vmc_frame(t, blends=(), bones=None):
+    """One VMC frame as a bundle: T, Bone/Pos per bone (Unity x, y, z, w), Blend/Val..., Apply."""
+    builder = OscBundleBuilder(IMMEDIATELY)
+
+    def add(address, *args):
+        message = OscMessageBuilder(address)
+        for arg in args:
+            message.add_arg(arg)
+        builder.add_content(message.build())
+
+    add("/VMC/Ext/T", float(t))
+    for name, q in (bones or {}).items():
+        add("/VMC/Ext/Bone/Pos", name, 0.0, 0.0, 0.0, *map(float, q))
+    for name, value in blends:
+        add("/VMC/Ext/Blend/Val", name, float(value))
+    add("/VMC/Ext/Blend/Apply")
+    return builder.build().dgram
+
+
+def about_unity_y(degrees):
+    half = math.radians(degrees) / 2
+    return (0.0, math.sin(half), 0.0, math.cos(half))
+
+
+IDENTITY = (0.0, 0.0, 0.0, 1.0)
+
+
+def send(port, *datagrams):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for d in datagrams:
+            sock.sendto(d, ("127.0.0.1", port))
+
+
+def pump_until(session, scene, done, timeout=10.0):
+    """Run the apply step until done(frame) is true for an applied frame."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = session.pump(scene)
+        if frame is not None and done(frame):
+            return frame
+        time.sleep(0.002)
+    raise AssertionError("the expected frame never arrived")
+
+
+def deform_matrix(armature, bone):
+    """Armature-space matrix taking a point at rest to where the posed bone puts it."""
+    import bpy
+
+    bpy.context.view_layer.update()
+    return armature.pose.bones[bone].matrix @ armature.data.bones[bone].matrix_local.inverted()
+
+
+def evaluated_vertices(mesh):
+    import bpy
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = mesh.evaluated_get(depsgraph)
+    return np.array([v.co[:] for v in evaluated.data.vertices])
+
+
+def start(session, scene):
+    assert session.start(scene) == ""
+    assert session.STATE.running
+
+
+@pytest.mark.parametrize("head_roll,eye_roll", [(0.0, 0.0), (90.0, 45.0), (-37.0, 170.0)])
+def test_head_and_eyes_turn_toward_the_characters_right_for_plus_y_in_unity(session, blender_scene, head_roll, eye_roll):
+    from mathutils import Vector
+
+    scene = blender_scene
+    _, armature = build_face(scene, head_roll, eye_roll)
+    start(session, scene)
+    bones = {"Neck": IDENTITY, "Head": about_unity_y(30), "LeftEye": about_unity_y(10), "RightEye": about_unity_y(10)}
+    send(scene.facemocap.port, vmc_frame(1.0, bones=bones))
+    pump_until(session, scene, lambda f: f.time == 1.0)
+
+    forward = Vector((0.0, -1.0, 0.0))
+    head_forward = deform_matrix(armature, "Head").to_3x3() @ forward
+    # +30 degrees about Unity +Y: the face's forward swings from -Y toward -X.
+    assert tuple(head_forward) == pytest.approx((-0.5, -math.sqrt(3) / 2, 0.0), abs=1e-5)
+    for eye in ("LeftEye", "RightEye"):
+        eye_forward = deform_matrix(armature, eye).to_3x3() @ forward  # 30 + 10 degrees
+        assert tuple(eye_forward) == pytest.approx(
+            (-math.sin(math.radians(40)), -math.cos(math.radians(40)), 0.0), abs=1e-5)
+
+
+def test_shape_keys_follow_values_clamped_to_slider_range_and_move_vertices(session, blender_scene):
+    scene = blender_scene
+    mesh, armature = build_face(scene)
+    keys = mesh.data.shape_keys.key_blocks
+    keys["mouthSmileLeft"].slider_max = 0.5
+    scene.facemocap.meshes[0].strength = 0.8
+    start(session, scene)
+    blends = [("JawOpen", 0.75), ("EyeBlinkLeft", 1.0), ("MouthSmileLeft", 1.0), ("A", 0.5),
+              ("NotAShapeKey", 1.0), ("BrowDownLeft", -3.0)]
+    send(scene.facemocap.port, vmc_frame(2.0, blends, {"Head": about_unity_y(20)}))
+    pump_until(session, scene, lambda f: f.time == 2.0)
+
+    assert keys["jawOpen"].value == pytest.approx(0.6)  # 0.75 * strength 0.8
+    assert keys["eyeBlinkLeft"].value == pytest.approx(0.8)
+    assert keys["mouthSmileLeft"].value == pytest.approx(0.5)  # its slider max
+    assert keys["A"].value == pytest.approx(0.4)
+    assert keys["browDownLeft"].value == 0.0  # clamped to slider min
+    assert keys["Basis"].value == 1.0  # the reference key is never driven
+
+    # Evaluated vertices: each lifted by its key's value, then carried by the head bone.
+    rest = np.array([v.co[:] for v in mesh.data.vertices])
+    expected = rest.copy()
+    for i, name in enumerate(FACE_KEYS):
+        expected[i, 2] += SHAPE_OFFSET * keys[name].value
+    matrix = np.array(deform_matrix(armature, "Head"))
+    expected = expected @ matrix[:3, :3].T + matrix[:3, 3]
+    assert evaluated_vertices(mesh) == pytest.approx(expected, abs=1e-5)
+    assert evaluated_vertices(mesh)[FACE_KEYS.index("jawOpen")] != pytest.approx(rest[FACE_KEYS.index("jawOpen")])
+
+
+def test_a_remap_drives_another_key_instead(session, blender_scene):
+    scene = blender_scene
+    mesh, _ = build_face(scene)
+    remap = scene.facemocap.meshes[0].remaps.add()
+    remap.stream_name, remap.shape_key = "Joy", "mouthSmileRight"
+    start(session, scene)
+    send(scene.facemocap.port, vmc_frame(3.0, [("Joy", 0.9)]))
+    pump_until(session, scene, lambda f: f.time == 3.0)
+    assert mesh.data.shape_keys.key_blocks["mouthSmileRight"].value == pytest.approx(0.9)
+
+
+def test_demo_stream_drives_the_rig(session, blender_scene):
+    from mathutils import Vector
+
+    scene = blender_scene
+    mesh, armature = build_face(scene)
+    start(session, scene)
+    keys = mesh.data.shape_keys.key_blocks
+    tracker = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "--demo", "--duration", "4", "--port", str(scene.facemocap.port), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    peak = {"jawOpen": 0.0, "A": 0.0, "yaw": 0.0}
+    applied = 0
+    while tracker.poll() is None or session.STATE.receiver.stream.stats.frames > applied:
+        if session.pump(scene) is None:
+            if tracker.poll() is not None:
+                break
+            time.sleep(0.005)
+            continue
+        applied += 1
+        peak["jawOpen"] = max(peak["jawOpen"], keys["jawOpen"].value)
+        peak["A"] = max(peak["A"], keys["A"].value)
+        forward = deform_matrix(armature, "Head").to_3x3() @ Vector((0.0, -1.0, 0.0))
+        peak["yaw"] = max(peak["yaw"], abs(math.degrees(math.atan2(forward.x, -forward.y))))
+    assert tracker.wait(timeout=30) == 0, tracker.stderr.read().decode()
+    assert applied >= 60  # ~120 frames sent at 30 fps; some drains apply only the newest
+    assert peak["jawOpen"] > 0.15 and peak["A"] > 0.1
+    assert peak["yaw"] > 10  # the demo turns its head ~25 degrees, 60 % of it in the head bone
+    assert session.STATE.receiver.stats.dropped == 0
+
+
+def test_a_200_frame_take_becomes_actions_with_every_key(session, blender_scene):
+    from bpy_extras import anim_utils
+    from mathutils import Vector
+
+    scene = blender_scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    scene.frame_current = 10
+    mesh, armature = build_face(scene)
+    start(session, scene)
+    scene.facemocap.record = True
+    port = scene.facemocap.port
+    n, rate = 200, 30.0
+    for i in range(n):
+        jaw = i / (n - 1)
+        send(port, vmc_frame(100.0 + i / rate, [("JawOpen", jaw), ("EyeBlinkLeft", 1 - jaw)],
+                             {"Head": about_unity_y(-20 + 40 * jaw)}))
+        if i % 20 == 19:  # let several frames pile up between pumps: all must be recorded
+            pump_until(session, scene, lambda f, i=i: f.time == pytest.approx(100.0 + i / rate))
+    started = time.perf_counter()
+    scene.facemocap.record = False
+    assert time.perf_counter() - started < 30  # a hang guard, not a speed target (see bench/)
+
+    key_anim = mesh.data.shape_keys.animation_data
+    bag = anim_utils.animdata_get_channelbag_for_assigned_slot(key_anim)
+    curves = {c.data_path: c for c in bag.fcurves}
+    assert set(curves) == {'key_blocks["jawOpen"].value', 'key_blocks["eyeBlinkLeft"].value'}
+    jaw_curve = curves['key_blocks["jawOpen"].value']
+    assert len(jaw_curve.keyframe_points) == n
+    co = np.empty(2 * n, dtype=np.float32)
+    jaw_curve.keyframe_points.foreach_get("co", co)
+    frames, values = co[0::2], co[1::2]
+    assert frames == pytest.approx(10 + np.arange(n) * 24 / rate, abs=1e-3)  # stream time, scene rate
+    assert values == pytest.approx(np.arange(n) / (n - 1), abs=1e-6)
+    assert {k.interpolation for k in jaw_curve.keyframe_points} == {"LINEAR"}
+
+    bone_bag = anim_utils.animdata_get_channelbag_for_assigned_slot(armature.animation_data)
+    rotation = sorted((c.array_index, len(c.keyframe_points)) for c in bone_bag.fcurves
+                      if c.data_path == 'pose.bones["Head"].rotation_quaternion')
+    assert rotation == [(0, n), (1, n), (2, n), (3, n)]
+    # Played back, the head turns from the character's left (+X) to its right (-X).
+    for frame, degrees in ((10, -20), (10 + (n - 1) * 24 / rate, 20)):
+        scene.frame_set(int(frame), subframe=frame % 1)
+        forward = deform_matrix(armature, "Head").to_3x3() @ Vector((0.0, -1.0, 0.0))
+        assert math.degrees(math.atan2(-forward.x, -forward.y)) == pytest.approx(degrees, abs=0.1)
+    assert mesh.data.shape_keys.animation_data.action.use_fake_user
+    assert any("200 frames" in line for line in session.STATE.last_take)
+    assert scene.frame_end >= 10 + (n - 1) * 24 / rate
+
+
+def test_malformed_datagrams_are_counted_and_later_frames_still_apply(session, blender_scene):
+    scene = blender_scene
+    mesh, _ = build_face(scene)
+    start(session, scene)
+    port = scene.facemocap.port
+    bad = OscMessageBuilder("/VMC/Ext/Blend/Val")
+    bad.add_arg("JawOpen")
+    bad.add_arg("not a number")
+    send(port,
+         b"\x00garbage", b"#bundle\x00\x01",
+         vmc_frame(4.0, [("JawOpen", float("nan")), ("X" * 3000, 1.0)]),
+         bad.build().dgram,
+         vmc_frame(5.0, [("JawOpen", 0.3)]))
+    pump_until(session, scene, lambda f: f.time == 5.0)
+    stats = session.STATE.receiver.stats
+    assert stats.malformed == 2 and stats.bad_messages == 2 and stats.bad_names == 1
+    assert mesh.data.shape_keys.key_blocks["jawOpen"].value == pytest.approx(0.3)
+    assert all(math.isfinite(k.value) for k in mesh.data.shape_keys.key_blocks)
+
+
+def test_a_port_in_use_is_a_message_not_a_traceback(session, blender_scene):
+    scene = blender_scene
+    build_face(scene)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind(("127.0.0.1", scene.facemocap.port))
+        error = session.start(scene)
+    assert error == f"port {scene.facemocap.port} is already in use on 127.0.0.1 (is another receiver running?)"
+    assert not session.STATE.running
+    start(session, scene)  # free again: starts
+    session.stop(scene)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", scene.facemocap.port))  # stop released it
+
+
+def test_rig_edits_while_running_are_picked_up_not_crashed_on(session, blender_scene):
+    scene = blender_scene
+    mesh, _ = build_face(scene)
+    start(session, scene)
+    port = scene.facemocap.port
+    send(port, vmc_frame(6.0, [("JawOpen", 0.2)]))
+    pump_until(session, scene, lambda f: f.time == 6.0)
+    mesh.shape_key_remove(mesh.data.shape_keys.key_blocks["eyeBlinkLeft"])  # indices shift
+    send(port, vmc_frame(7.0, [("JawOpen", 0.6), ("MouthPucker", 0.4)]))
+    pump_until(session, scene, lambda f: f.time == 7.0)
+    keys = mesh.data.shape_keys.key_blocks
+    assert keys["jawOpen"].value == pytest.approx(0.6) and keys["mouthPucker"].value == pytest.approx(0.4)
+
+
+@pytest.mark.skipif(not SHARED_VIDEO.exists(), reason=f"real face video not found at {SHARED_VIDEO}")
+def test_real_video_is_recorded_frame_by_frame(session, blender_scene):
+    from bpy_extras import anim_utils
+
+    scene = blender_scene
+    mesh, _ = build_face(scene)
+    start(session, scene)
+    scene.facemocap.record = True
+    tracker = subprocess.run(
+        [sys.executable, "-m", "bridge", "--video", str(SHARED_VIDEO), "--fast",
+         "--port", str(scene.facemocap.port), "--quiet"],
+        capture_output=True, timeout=300,
+    )
+    assert tracker.returncode == 0, tracker.stderr.decode()
+    deadline = time.monotonic() + 5
+    while session.STATE.receiver.stream.stats.frames < 354 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    session.pump(scene)
+    scene.facemocap.record = False
+    bag = anim_utils.animdata_get_channelbag_for_assigned_slot(mesh.data.shape_keys.animation_data)
+    curves = {c.data_path: c for c in bag.fcurves}
+    blink = curves['key_blocks["eyeBlinkLeft"].value']
+    # Every frame the tracker sent is in the take, though only the newest per pump was applied.
+    assert len(blink.keyframe_points) == session.STATE.receiver.stream.stats.frames >= 340
+    values = np.empty(2 * len(blink.keyframe_points), dtype=np.float32)
+    blink.keyframe_points.foreach_get("co", values)
+    blink_values = values[1::2]
+    assert blink_values[48:63].max() >= 0.9  # the blinks the clip is labelled with
+    assert blink_values[70:96].max() <= 0.3
