@@ -67,6 +67,8 @@ class FACEMOCAP_PT_receiver(_SidebarPanel, bpy.types.Panel):
             box.label(text=f"Recording: {len(state.take)} frames", icon="REC")
         for line in state.last_take:
             box.label(text=line, icon="ACTION")
+        for problem in state.targets.problems if state.targets is not None else ():
+            box.label(text=problem, icon="ERROR")
 
 
 class FACEMOCAP_PT_meshes(_SidebarPanel, bpy.types.Panel):
@@ -110,9 +112,6 @@ class FACEMOCAP_PT_armature(_SidebarPanel, bpy.types.Panel):
             else:
                 col.prop(settings, prop, text=stream_bone)
         layout.operator("facemocap.autofill_bones", icon="BONE_DATA")
-        targets = session.STATE.targets
-        for problem in targets.problems if targets is not None else ():
-            layout.label(text=problem, icon="ERROR")
 
 
 _classes = (

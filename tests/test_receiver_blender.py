@@ -372,3 +372,154 @@ def test_real_video_is_recorded_frame_by_frame(session, blender_scene):
     blink_values = values[1::2]
     assert blink_values[48:63].max() >= 0.9  # the blinks the clip is labelled with
     assert blink_values[70:96].max() <= 0.3
+
+
+def test_deleting_a_target_while_running_is_survived(session, blender_scene):
+    import bpy
+
+    scene = blender_scene
+    mesh, armature = build_face(scene)
+    start(session, scene)
+    port = scene.facemocap.port
+    send(port, vmc_frame(8.0, [("JawOpen", 0.2)], {"Head": about_unity_y(5)}))
+    pump_until(session, scene, lambda f: f.time == 8.0)
+    bpy.data.objects.remove(mesh)
+    send(port, vmc_frame(9.0, [("JawOpen", 0.6)], {"Head": about_unity_y(15)}))
+    pump_until(session, scene, lambda f: f.time == 9.0)
+    assert armature.pose.bones["Head"].rotation_quaternion.angle == pytest.approx(math.radians(15), abs=1e-5)
+
+
+def test_the_timer_callback_applies_frames_and_ends_when_stopped(session, blender_scene):
+    scene = blender_scene
+    mesh, _ = build_face(scene)
+    start(session, scene)
+    send(scene.facemocap.port, vmc_frame(10.0, [("JawOpen", 0.45)]))
+    applied, deadline = session.STATE.applied, time.monotonic() + 5
+    while session.STATE.applied == applied and time.monotonic() < deadline:
+        assert session._tick() == session.TICK_SECONDS
+        time.sleep(0.005)
+    assert mesh.data.shape_keys.key_blocks["jawOpen"].value == pytest.approx(0.45)
+    session.stop(scene)
+    assert session._tick() is None  # unregisters itself
+
+
+def test_disabling_the_add_on_stops_the_thread_and_releases_the_port(session, blender_addon, blender_scene):
+    import addon_utils
+    import bpy
+
+    scene = blender_scene
+    build_face(scene)
+    start(session, scene)
+    thread = session.STATE.receiver._thread
+    port = scene.facemocap.port
+    bpy.ops.preferences.addon_disable(module=blender_addon.__name__)
+    try:
+        assert not thread.is_alive()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", port))
+    finally:
+        bpy.ops.preferences.addon_enable(module=blender_addon.__name__)
+    assert addon_utils.check(blender_addon.__name__) == (True, True)
+
+
+def test_vrm_addon_humanoid_tables_are_read(blender_addon):
+    from types import SimpleNamespace as NS
+
+    targets = importlib.import_module(blender_addon.__name__ + ".targets")
+
+    def bone(name):
+        return NS(node=NS(bone_name=name))
+
+    vrm0 = [NS(bone="head", node=NS(bone_name="J_Head")), NS(bone="leftEye", node=NS(bone_name="J_EyeL")),
+            NS(bone="neck", node=NS(bone_name=""))]
+    vrm1 = NS(head=bone(""), neck=bone("J_Neck"), left_eye=bone(""), right_eye=bone("J_EyeR"))
+    data = NS(vrm_addon_extension=NS(spec_version="0.0", vrm0=NS(humanoid=NS(human_bones=vrm0)),
+                                     vrm1=NS(humanoid=NS(human_bones=vrm1))))
+    assert targets.vrm_humanoid(data) == {"head": "J_Head", "leftEye": "J_EyeL", "neck": "J_Neck", "right_eye": "J_EyeR"}
+    assert targets.vrm_humanoid(NS()) is None
+    assert targets.vrm_humanoid(NS(vrm_addon_extension=NS())) is None  # another add-on version
+
+
+class RecordingLayout:
+    """Stands in for Blender's UILayout (none exists in background mode): checks that
+    every property, list and operator the panels name exists, and records the layout."""
+
+    def __init__(self, lines, depth=0):
+        self.lines, self.depth, self.enabled = lines, depth, True
+
+    def _add(self, text):
+        self.lines.append("  " * self.depth + text)
+
+    def _sub(self, *args, **kwargs):
+        return RecordingLayout(self.lines, self.depth + 1)
+
+    row = column = box = _sub
+
+    def prop(self, data, name, text=None, **kwargs):
+        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
+        self._add(f"[{text if text is not None else data.bl_rna.properties[name].name}]")
+
+    def prop_search(self, data, name, search_data, search_name, text=None, **kwargs):
+        assert name in data.bl_rna.properties, name
+        assert search_name in search_data.bl_rna.properties, search_name
+        self._add(f"[{text or data.bl_rna.properties[name].name} v search {search_name}]")
+
+    def operator(self, idname, text=None, **kwargs):
+        import bpy
+
+        category, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), name), f"no operator {idname}"
+        self._add(f"(button {text if text is not None else idname})")
+
+    def label(self, text="", **kwargs):
+        self._add(f"'{text}'")
+
+    def template_list(self, list_type, list_id, data, prop, active_data, active_prop, **kwargs):
+        import bpy
+
+        assert hasattr(bpy.types, list_type), list_type
+        assert prop in data.bl_rna.properties and active_prop in active_data.bl_rna.properties
+        self._add(f"<list {list_type}>")
+
+
+def draw_panels(blender_addon, scene):
+    import bpy
+
+    panels = importlib.import_module(blender_addon.__name__ + ".panels")
+    lines = []
+    context = bpy.context
+    for panel in (panels.FACEMOCAP_PT_receiver, panels.FACEMOCAP_PT_meshes, panels.FACEMOCAP_PT_armature):
+        lines.append(f"== {panel.bl_label}")
+        panel.draw(type("P", (), {"layout": RecordingLayout(lines)})(), context)
+    return lines
+
+
+def test_the_panels_draw_in_every_state(session, blender_addon, blender_scene):
+    scene = blender_scene
+    stopped = draw_panels(blender_addon, scene)  # nothing set up yet
+    assert "'Stopped'" in " ".join(stopped)
+    mesh, _ = build_face(scene)
+    scene.facemocap.meshes[0].remaps.add().stream_name = "Joy"
+    scene.facemocap.bone_left_eye = "NoSuchBone"
+    start(session, scene)
+    scene.facemocap.record = True
+    send(scene.facemocap.port, b"garbage", vmc_frame(11.0, [("JawOpen", 0.5)]))
+    pump_until(session, scene, lambda f: f.time == 11.0)
+    running = "\n".join(draw_panels(blender_addon, scene))
+    assert "Receiving" in running and "Recording: 1 frames" in running
+    assert "Dropped as malformed: 1" in running
+    assert "LeftEye: no bone named 'NoSuchBone' in Rig" in running
+    scene.facemocap.record = False
+    session.STATE.error = "port 1 is already in use on 127.0.0.1 (is another receiver running?)"
+    session.stop(scene)
+    assert "already in use" in "\n".join(draw_panels(blender_addon, scene))
+
+
+def test_a_constraint_that_overrides_a_mapped_bone_is_reported(session, blender_addon, blender_scene):
+    targets = importlib.import_module(blender_addon.__name__ + ".targets")
+    scene = blender_scene
+    _, armature = build_face(scene)
+    track = armature.pose.bones["LeftEye"].constraints.new("DAMPED_TRACK")
+    track.name = "Aim"
+    problems = targets.Targets(scene.facemocap).problems
+    assert problems == ["LeftEye: constraint 'Aim' on LeftEye overrides its rotation"]
