@@ -79,19 +79,18 @@ def match_shape_keys(key_names, remap=()) -> tuple[dict[str, list[int]], list[st
     """
     key_names = list(key_names)
     table: dict[str, list[int]] = {}
+    exact: dict[str, int] = {}
     for index, name in enumerate(key_names[1:], start=1):
         table.setdefault(name.lower(), []).append(index)
-    by_lower = {}
-    for index, name in enumerate(key_names[1:], start=1):
-        by_lower.setdefault(name.lower(), index)
+        exact[name] = index
     remapped: dict[str, list[int]] = {}
     problems = []
     for stream_name, key_name in remap:
         stream_name, key_name = stream_name.strip(), key_name.strip()
         if not stream_name or not key_name:
             continue
-        index = key_names.index(key_name) if key_name in key_names[1:] else by_lower.get(key_name.lower())
-        if index is None or index == 0:
+        index = exact.get(key_name) or (table.get(key_name.lower()) or [None])[0]
+        if index is None:
             problems.append(f"remap {stream_name} -> {key_name}: no shape key named {key_name!r}")
             continue
         remapped.setdefault(stream_name.lower(), []).append(index)

@@ -21,7 +21,7 @@ def _armature_changed(self, context):
     from .targets import autofill_bones
 
     if self.armature is not None:
-        autofill_bones(self, only_empty=True)
+        autofill_bones(self)
     session.invalidate_bindings()
 
 

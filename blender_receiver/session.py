@@ -65,6 +65,7 @@ class Session:
 STATE = Session()
 
 
+@bpy.app.handlers.persistent  # also after loading a file: its objects are new ones
 def invalidate_bindings(*_args) -> None:
     STATE.targets = None
 

@@ -46,7 +46,7 @@ def vrm_humanoid(armature_data) -> dict[str, str] | None:
     return table or None
 
 
-def autofill_bones(settings, only_empty: bool = False) -> dict[str, str]:
+def autofill_bones(settings) -> dict[str, str]:
     """Fill the bone fields from the armature (VRM table, Rigify, plain names)."""
     from .properties import BONE_PROPERTIES
 
@@ -55,8 +55,6 @@ def autofill_bones(settings, only_empty: bool = False) -> dict[str, str]:
         return {}
     guessed = guess_bone_map([b.name for b in armature.data.bones], vrm_humanoid(armature.data))
     for stream_bone, prop in BONE_PROPERTIES.items():
-        if only_empty and getattr(settings, prop):
-            continue
         setattr(settings, prop, guessed.get(stream_bone, ""))
     return guessed
 

@@ -1,30 +1,20 @@
 """The real `facemocap-osc` as a subprocess, sending to a receiver on 127.0.0.1."""
 
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pythonosc.osc_packet import OscPacket
+from support import SHARED_DATA, tracker_command
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 D3 = DATA / "video" / "liveportrait_d3.mp4"
 MODEL = DATA / "models" / "face_landmarker.task"
 MAX_DATAGRAM = 1472
-
-
-def command() -> list[str]:
-    script = Path(sys.executable).with_name("facemocap-osc")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("facemocap-osc")
-    return [found] if found else [sys.executable, "-m", "bridge"]
 
 
 class Receiver:
@@ -58,7 +48,7 @@ class Receiver:
 def run_tracker(*args, timeout=180) -> tuple[subprocess.CompletedProcess, list[bytes]]:
     receiver = Receiver()
     try:
-        proc = subprocess.run([*command(), "--port", str(receiver.port), "--quiet", *args],
+        proc = subprocess.run([*tracker_command(), "--port", str(receiver.port), "--quiet", *args],
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     finally:
         receiver.close()
@@ -163,7 +153,7 @@ def test_landmarker_backend_end_to_end():
 
 
 def test_no_camera_exits_2_with_a_hint():
-    proc = subprocess.run([*command(), "--camera", "97", "--quiet"], capture_output=True, text=True,
+    proc = subprocess.run([*tracker_command(), "--camera", "97", "--quiet"], capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -181,7 +171,7 @@ def test_no_camera_exits_2_with_a_hint():
     (["--backend", "landmarker", "--model", "missing.task", "--demo"], "missing.task"),
 ])
 def test_bad_input_exits_2_with_one_line(args, expected):
-    proc = subprocess.run([*command(), "--quiet", *args], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run([*tracker_command(), "--quiet", *args], capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -189,7 +179,7 @@ def test_bad_input_exits_2_with_one_line(args, expected):
 
 
 def test_sigterm_stops_cleanly_with_exit_0():
-    proc = subprocess.Popen([*command(), "--demo", "--quiet", "--port", "9"], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([*tracker_command(), "--demo", "--quiet", "--port", "9"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     proc.terminate()
@@ -199,14 +189,14 @@ def test_sigterm_stops_cleanly_with_exit_0():
 
 
 def test_help_and_version():
-    out = subprocess.run([*command(), "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*tracker_command(), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--demo" in out.stdout and "--no-bundle" in out.stdout
-    version = subprocess.run([*command(), "--version"], capture_output=True, text=True, timeout=60)
+    version = subprocess.run([*tracker_command(), "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("facemocap-osc ")
 
 
 def test_preview_without_a_display_exits_2_instead_of_aborting():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    proc = subprocess.run([*command(), "--demo", "--preview", "--frames", "3", "--quiet"], capture_output=True,
+    proc = subprocess.run([*tracker_command(), "--demo", "--preview", "--frames", "3", "--quiet"], capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
     assert proc.returncode == 2 and "--preview" in proc.stderr

@@ -11,9 +11,7 @@ import importlib
 import math
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +19,9 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.state import ARKIT_NAMES
+from support import SHARED_DATA, tracker_command
 
-SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "liveportrait_d3.mp4"
+SHARED_VIDEO = SHARED_DATA / "video" / "liveportrait_d3.mp4"
 FACE_KEYS = [*ARKIT_NAMES, "A", "Blink"]  # camelCase: the stream's PascalCase must still match
 SHAPE_OFFSET = 0.1  # each shape key lifts its own vertex by this much
 
@@ -223,7 +222,7 @@ def test_demo_stream_drives_the_rig(session, blender_scene):
     start(session, scene)
     keys = mesh.data.shape_keys.key_blocks
     tracker = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "--demo", "--duration", "4", "--port", str(scene.facemocap.port), "--quiet"],
+        [*tracker_command(), "--demo", "--duration", "4", "--port", str(scene.facemocap.port), "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     peak = {"jawOpen": 0.0, "A": 0.0, "yaw": 0.0}
@@ -352,7 +351,7 @@ def test_real_video_is_recorded_frame_by_frame(session, blender_scene):
     start(session, scene)
     scene.facemocap.record = True
     tracker = subprocess.run(
-        [sys.executable, "-m", "bridge", "--video", str(SHARED_VIDEO), "--fast",
+        [*tracker_command(), "--video", str(SHARED_VIDEO), "--fast",
          "--port", str(scene.facemocap.port), "--quiet"],
         capture_output=True, timeout=300,
     )

@@ -5,7 +5,6 @@ No Blender needed: these modules never import bpy.
 
 import math
 import socket
-import struct
 import time
 
 import numpy as np
