@@ -61,6 +61,8 @@ class FACEMOCAP_PT_receiver(_SidebarPanel, bpy.types.Panel):
             stats = state.receiver.stats
             box.label(text=f"From {state.receiver.stream.last_sender or '-'}")
             box.label(text=f"Dropped as malformed: {stats.dropped}")
+            if state.receiver.overflowed:
+                box.label(text=f"Skipped while Blender was busy: {state.receiver.overflowed}")
         else:
             box.label(text="Stopped", icon="PAUSE")
         if state.take is not None:

@@ -21,6 +21,7 @@ from .vmc_stream import VmcFrame, VmcStream
 # About 10 s at 60 fps. If Blender stalls for longer, the oldest frames go (and are counted).
 MAILBOX_FRAMES = 600
 MAX_DATAGRAM = 65535
+RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 class ReceiverError(Exception):
@@ -45,6 +46,11 @@ class _StreamDispatcher(Dispatcher):
 
 class _Server(BlockingOSCUDPServer):
     max_packet_size = MAX_DATAGRAM
+
+    def server_bind(self):
+        # A bigger kernel buffer rides out a busy moment (the OS may cap it).
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        super().server_bind()
 
     def verify_request(self, request, client_address):
         return True  # let the stream see (and count) non-OSC datagrams too
