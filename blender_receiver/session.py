@@ -64,6 +64,11 @@ class Session:
 
 STATE = Session()
 
+# Extra OSC addresses -> handler(arguments, sender), given to every receiver started,
+# for features beyond VMC (a landmark face, say). Handlers run on the receiving
+# thread and must leave Blender data alone, as VmcStream.route explains.
+ROUTES: dict = {}
+
 
 @bpy.app.handlers.persistent  # also after loading a file: its objects are new ones
 def invalidate_bindings(*_args) -> None:
@@ -75,6 +80,8 @@ def start(scene) -> str:
     settings = scene.facemocap
     stop(scene, finish_take=False)
     receiver = Receiver(settings.host.strip(), settings.port)
+    for address, handler in ROUTES.items():
+        receiver.stream.route(address, handler)
     try:
         receiver.start()
     except ReceiverError as error:

@@ -534,3 +534,21 @@ def test_a_constraint_that_overrides_a_mapped_bone_is_reported(session, blender_
     track.name = "Aim"
     problems = targets.Targets(scene.facemocap).problems
     assert problems == ["LeftEye: constraint 'Aim' on LeftEye overrides its rotation"]
+
+
+def test_extra_routes_reach_their_handler_on_the_receiving_thread(session, blender_scene):
+    scene = blender_scene
+    build_face(scene)
+    got = []
+    session.ROUTES["/facemocap/test"] = lambda params, sender: got.append(params)
+    try:
+        start(session, scene)
+        message = OscMessageBuilder("/facemocap/test")
+        message.add_arg(1.5)
+        send(scene.facemocap.port, message.build().dgram)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        del session.ROUTES["/facemocap/test"]
+    assert got == [[1.5]]
