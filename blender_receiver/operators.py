@@ -72,11 +72,15 @@ class FACEMOCAP_OT_mesh_remove(bpy.types.Operator):
         return len(context.scene.facemocap.meshes) > 0
 
     def execute(self, context):
-        settings = context.scene.facemocap
-        settings.meshes.remove(settings.active_mesh)
-        settings.active_mesh = max(0, min(settings.active_mesh, len(settings.meshes) - 1))
-        session.invalidate_bindings()
+        _remove_active(context.scene.facemocap, "meshes", "active_mesh")
         return {"FINISHED"}
+
+
+def _remove_active(owner, collection: str, active: str) -> None:
+    items, index = getattr(owner, collection), getattr(owner, active)
+    items.remove(index)
+    setattr(owner, active, max(0, min(index, len(items) - 1)))
+    session.invalidate_bindings()
 
 
 def _active_mesh(context):
@@ -114,10 +118,7 @@ class FACEMOCAP_OT_remap_remove(bpy.types.Operator):
         return item is not None and len(item.remaps) > 0
 
     def execute(self, context):
-        item = _active_mesh(context)
-        item.remaps.remove(item.active_remap)
-        item.active_remap = max(0, min(item.active_remap, len(item.remaps) - 1))
-        session.invalidate_bindings()
+        _remove_active(_active_mesh(context), "remaps", "active_remap")
         return {"FINISHED"}
 
 
@@ -132,11 +133,4 @@ _classes = (
 )
 
 
-def register():
-    for cls in _classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(_classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(_classes)

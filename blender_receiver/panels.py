@@ -25,6 +25,14 @@ class FACEMOCAP_UL_remaps(bpy.types.UIList):
             row.prop(item, "shape_key", text="")
 
 
+def _list_with_buttons(layout, list_type, owner, collection, active, operator_prefix):
+    row = layout.row()
+    row.template_list(list_type, "", owner, collection, owner, active, rows=2)
+    buttons = row.column(align=True)
+    buttons.operator(f"{operator_prefix}_add", icon="ADD", text="")
+    buttons.operator(f"{operator_prefix}_remove", icon="REMOVE", text="")
+
+
 class _SidebarPanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
@@ -80,22 +88,14 @@ class FACEMOCAP_PT_meshes(_SidebarPanel, bpy.types.Panel):
     def draw(self, context):
         settings = context.scene.facemocap
         layout = self.layout
-        row = layout.row()
-        row.template_list("FACEMOCAP_UL_meshes", "", settings, "meshes", settings, "active_mesh", rows=2)
-        buttons = row.column(align=True)
-        buttons.operator("facemocap.mesh_add", icon="ADD", text="")
-        buttons.operator("facemocap.mesh_remove", icon="REMOVE", text="")
+        _list_with_buttons(layout, "FACEMOCAP_UL_meshes", settings, "meshes", "active_mesh", "facemocap.mesh")
         if not 0 <= settings.active_mesh < len(settings.meshes):
             return
         item = settings.meshes[settings.active_mesh]
         layout.prop(item, "object")
         layout.prop(item, "strength", slider=True)
         layout.label(text="Remap (stream name > shape key):")
-        row = layout.row()
-        row.template_list("FACEMOCAP_UL_remaps", "", item, "remaps", item, "active_remap", rows=2)
-        buttons = row.column(align=True)
-        buttons.operator("facemocap.remap_add", icon="ADD", text="")
-        buttons.operator("facemocap.remap_remove", icon="REMOVE", text="")
+        _list_with_buttons(layout, "FACEMOCAP_UL_remaps", item, "remaps", "active_remap", "facemocap.remap")
 
 
 class FACEMOCAP_PT_armature(_SidebarPanel, bpy.types.Panel):
@@ -125,11 +125,4 @@ _classes = (
 )
 
 
-def register():
-    for cls in _classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(_classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(_classes)

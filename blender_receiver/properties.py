@@ -94,13 +94,14 @@ BONE_PROPERTIES = {
 _classes = (FACEMOCAP_PG_remap, FACEMOCAP_PG_mesh, FACEMOCAP_PG_settings)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(_classes)
+
+
 def register():
-    for cls in _classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.facemocap = PointerProperty(type=FACEMOCAP_PG_settings)
 
 
 def unregister():
     del bpy.types.Scene.facemocap
-    for cls in reversed(_classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -552,3 +552,28 @@ def test_extra_routes_reach_their_handler_on_the_receiving_thread(session, blend
     finally:
         del session.ROUTES["/facemocap/test"]
     assert got == [[1.5]]
+
+
+def test_the_panel_buttons_add_and_remove_targets(session, blender_scene):
+    import bpy
+
+    scene = blender_scene
+    mesh, armature = build_face(scene)
+    settings = scene.facemocap
+    settings.meshes.clear()
+    for obj in scene.objects:
+        obj.select_set(obj == mesh)
+    assert bpy.ops.facemocap.mesh_add() == {"FINISHED"}
+    assert [m.object for m in settings.meshes] == [mesh]
+    bpy.ops.facemocap.remap_add()
+    bpy.ops.facemocap.remap_add()
+    assert len(settings.meshes[0].remaps) == 2
+    bpy.ops.facemocap.remap_remove()
+    assert len(settings.meshes[0].remaps) == 1 and settings.meshes[0].active_remap == 0
+    settings.bone_head = ""
+    assert bpy.ops.facemocap.autofill_bones() == {"FINISHED"}
+    assert settings.bone_head == "Head"
+    bpy.ops.facemocap.mesh_remove()
+    assert len(settings.meshes) == 0
+    assert bpy.ops.facemocap.start() == {"FINISHED"} and session.STATE.running
+    assert bpy.ops.facemocap.stop() == {"FINISHED"} and not session.STATE.running
