@@ -75,6 +75,11 @@ def invalidate_bindings(*_args) -> None:
     STATE.targets = None
 
 
+def _edit_handlers():
+    """Moments after which cached targets may point at replaced data."""
+    return bpy.app.handlers.load_post, bpy.app.handlers.undo_post, bpy.app.handlers.redo_post
+
+
 def start(scene) -> str:
     """Start listening with the scene's host and port; returns an error line or ''."""
     settings = scene.facemocap
@@ -90,7 +95,7 @@ def start(scene) -> str:
     STATE.receiver, STATE.error = receiver, ""
     STATE.arrivals.clear()
     invalidate_bindings()
-    for handlers in (bpy.app.handlers.load_post, bpy.app.handlers.undo_post, bpy.app.handlers.redo_post):
+    for handlers in _edit_handlers():
         if invalidate_bindings not in handlers:
             handlers.append(invalidate_bindings)
     if not bpy.app.timers.is_registered(_tick):
@@ -104,8 +109,9 @@ def stop(scene=None, finish_take: bool = True) -> None:
     if receiver is not None:
         receiver.stop()
     if finish_take and scene is not None and STATE.take is not None:
-        scene.facemocap.record = False  # its update writes the take
-    for handlers in (bpy.app.handlers.load_post, bpy.app.handlers.undo_post, bpy.app.handlers.redo_post):
+        set_recording(scene, False)
+        scene.facemocap.record = False  # the toggle follows; its update finds no take
+    for handlers in _edit_handlers():
         if invalidate_bindings in handlers:
             handlers.remove(invalidate_bindings)
 

@@ -92,7 +92,7 @@ def write_take(take: Take, scene) -> list[str]:
         for key_name, channel in channels:
             path = f'key_blocks["{bpy.utils.escape_identifier(key_name)}"].value'
             _write_fcurve(fcurves, path, 0, frame_numbers[channel.frames], np.asarray(channel.values))
-        report.append(f"{action.name}: {len(channels)} shape keys, {len(take)} frames")
+        report.append(f"{action.name}: {_count(len(channels), 'shape key')}, {_count(len(take), 'frame')}")
     by_armature: dict[str, list] = {}
     for (arm_name, bone), channel in take.bones.items():
         by_armature.setdefault(arm_name, []).append((bone, channel))
@@ -109,11 +109,15 @@ def write_take(take: Take, scene) -> list[str]:
             path, values = _rotation_channel(pose_bone, np.asarray(channel.values))
             for index in range(values.shape[1]):
                 _write_fcurve(fcurves, path, index, frame_numbers[channel.frames], values[:, index])
-        report.append(f"{action.name}: {len(channels)} bones, {len(take)} frames")
+        report.append(f"{action.name}: {_count(len(channels), 'bone')}, {_count(len(take), 'frame')}")
     last = int(np.ceil(frame_numbers[-1]))
     if last > scene.frame_end:
         scene.frame_end = last
     return report
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _rotation_channel(pose_bone, quaternions: np.ndarray):

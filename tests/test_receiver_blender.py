@@ -577,3 +577,16 @@ def test_the_panel_buttons_add_and_remove_targets(session, blender_scene):
     assert len(settings.meshes) == 0
     assert bpy.ops.facemocap.start() == {"FINISHED"} and session.STATE.running
     assert bpy.ops.facemocap.stop() == {"FINISHED"} and not session.STATE.running
+
+
+def test_stopping_while_recording_writes_the_take(session, blender_scene):
+    scene = blender_scene
+    mesh, _ = build_face(scene)
+    start(session, scene)
+    scene.facemocap.record = True
+    send(scene.facemocap.port, *(vmc_frame(20.0 + i / 30, [("JawOpen", i / 2)]) for i in range(3)))
+    pump_until(session, scene, lambda f: f.time == pytest.approx(20.0 + 2 / 30))
+    session.stop(scene)
+    assert not scene.facemocap.record and session.STATE.take is None
+    assert session.STATE.last_take == ["Face FaceMocap: 1 shape key, 3 frames"]
+    assert len(fcurves_of(mesh.data.shape_keys)[0].keyframe_points) == 3
