@@ -9,6 +9,7 @@ samples a second, Bezier handles would only overshoot.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,8 +20,9 @@ MAX_TIME_STEP = 1.0
 
 @dataclass
 class _Channel:
-    frames: list[int] = field(default_factory=list)
-    values: list = field(default_factory=list)
+    # Typed arrays: an hour at 60 fps is ~200,000 samples per channel.
+    frames: array = field(default_factory=lambda: array("l"))
+    values: array = field(default_factory=lambda: array("d"))  # rotations: 4 per frame
 
 
 class Take:
@@ -47,14 +49,12 @@ class Take:
             for bone, rotation in resolved.bones.items():
                 channel = self.bones.setdefault((resolved.armature, bone), _Channel())
                 q = tuple(rotation)
-                if channel.values:
-                    previous = channel.values[-1]
-                    # q and -q are the same rotation; keep neighbours on one side so
-                    # interpolating between keys never swings the long way round.
-                    if sum(a * b for a, b in zip(q, previous)) < 0:
-                        q = tuple(-c for c in q)
+                # q and -q are the same rotation; keep neighbours on one side so
+                # interpolating between keys never swings the long way round.
+                if channel.values and sum(a * b for a, b in zip(q, channel.values[-4:])) < 0:
+                    q = tuple(-c for c in q)
                 channel.frames.append(index)
-                channel.values.append(q)
+                channel.values.extend(q)
 
     def seconds(self) -> np.ndarray:
         """Time of each frame from the take's start, from the sender's clock where it
@@ -106,7 +106,7 @@ def write_take(take: Take, scene) -> list[str]:
             pose_bone = armature.pose.bones.get(bone)
             if pose_bone is None:
                 continue
-            path, values = _rotation_channel(pose_bone, np.asarray(channel.values))
+            path, values = _rotation_channel(pose_bone, np.asarray(channel.values).reshape(-1, 4))
             for index in range(values.shape[1]):
                 _write_fcurve(fcurves, path, index, frame_numbers[channel.frames], values[:, index])
         report.append(f"{action.name}: {_count(len(channels), 'bone')}, {_count(len(take), 'frame')}")
