@@ -62,6 +62,29 @@ BROW_OUTER_REST = 1.45
 BROW_UP_START, BROW_UP_FULL = 0.25, 0.85
 BROW_DOWN_START, BROW_DOWN_FULL = 0.2, 0.7
 
+# Channels measured against the canonical face's own rest value (see _REST), with
+# (start, full) ranges in centimetres of change. Faces differ from the canonical one
+# by about as much as these expressions move (seen on the shared clips: cheeks
+# 0.1-0.4 cm wider, lips 0.1-0.4 cm thinner, chins 0-0.6 cm further back), so each
+# start lies beyond those offsets: uncalibrated faces read 0 at rest.
+JAW_FORWARD_RANGE = (0.25, 0.8)        # chin moving towards the camera
+SHRUG_LOWER_RANGE = (0.1, 0.5)         # lower lip pushed up away from the chin, mouth closed
+SHRUG_UPPER_RANGE = (0.2, 0.6)         # upper lip raised towards the nose, mouth closed
+PRESS_RANGE = (0.3, 0.7)               # lips thinner at the sides, mouth closed
+DIMPLE_RANGE = (0.3, 0.7)              # a mouth corner pulled back, without a smile
+CHEEK_PUFF_RANGE = (0.45, 0.9)         # cheeks pushed outwards, mouth closed
+
+# Lowered eyes vs closed eyes. In one frame the landmarks of lids lowered to follow
+# a downward gaze and of closed lids are the same; how the lids got there differs.
+# A blink or a deliberate closure shuts both eyes within a frame or two; looking
+# down lowers the lids over a tenth of a second or more. So an eye whose lids took
+# longer than SLOW_CLOSING_SECONDS to close, while the other eye was not open either,
+# is "lowered"; and since both eyes look down together, the other eye is too while
+# it stays shut. A lowered eye reads a blink of at most LOWERED_BLINK and looks down.
+SLOW_CLOSING_SECONDS = 0.08
+LOWERED_BLINK = 0.35
+LID_WATCH_GAP_SECONDS = 0.5  # a longer gap between frames (face lost) starts afresh
+
 # Assumed horizontal field of view of a webcam, for the head's distance estimate.
 CAMERA_FOV_DEGREES = 60.0
 
@@ -125,8 +148,12 @@ class Solver:
         self.fit = RigidFit(lm.canonical_face()[self.stable], weights[self.stable])
         self.image_width = image_width
         self.image_height = image_height
+        self.lids = LidWatch()
 
-    def solve(self, points: np.ndarray, image_size: tuple[float, float] | None = None) -> FaceState:
+    def solve(self, points: np.ndarray, image_size: tuple[float, float] | None = None,
+              time: float | None = None) -> FaceState:
+        """`time` (seconds, the frame's capture time) lets the solver tell lowered
+        eyes from closed ones (see LidWatch); a still image has none."""
         pts = np.asarray(points, dtype=np.float64)
         if pts.shape != (lm.COUNT, 3):
             raise ValueError(f"expected ({lm.COUNT}, 3) landmarks, got {pts.shape}")
@@ -137,7 +164,10 @@ class Solver:
         cam = pts * np.array([1.0, -1.0, -1.0])
         rot, scale, t = self.fit(cam[self.stable])
         aligned = ((cam - t) @ rot) / scale
-        state = measure(aligned)
+        lowered = (False, False)
+        if time is not None:
+            lowered = self.lids.update(time, eye_openness(aligned))
+        state = measure(aligned, lowered)
         state.head_angles = np.array(matrix_to_angles(rot))
         state.head_position = _head_position(t, scale, width, height)
         return state.sanitized()
@@ -168,24 +198,66 @@ def _eye_measures(x, y, outer, inner, upper, lower, iris):
     return openness, yaw, pitch, (lower_y - corner_y) / width
 
 
-def measure(a: np.ndarray) -> FaceState:
-    """Expression values from head-aligned points (canonical-face centimetres)."""
+_EYES = ((lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_EYE_UPPER_LID, lm.LEFT_EYE_LOWER_LID, lm.LEFT_IRIS),
+         (lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_UPPER_LID, lm.RIGHT_EYE_LOWER_LID, lm.RIGHT_IRIS))
+
+
+def eye_openness(a: np.ndarray) -> tuple[float, float]:
+    """(left, right) eye openness of head-aligned points, as _eye_measures defines it."""
     x, y = a[:, 0].tolist(), a[:, 1].tolist()
+    left, right = (_eye_measures(x, y, *eye)[0] for eye in _EYES)
+    return left, right
+
+
+class LidWatch:
+    """Per eye: open, closed (a blink) or lowered (looking down), from how fast the
+    lids closed. See SLOW_CLOSING_SECONDS."""
+
+    def __init__(self):
+        self._last_time: float | None = None
+        self._last_open: list[float | None] = [None, None]
+        self._state = ["open", "open"]
+
+    def update(self, time: float, openness: tuple[float, float]) -> tuple[bool, bool]:
+        if self._last_time is None or not 0 < time - self._last_time < LID_WATCH_GAP_SECONDS:
+            self.__init__()
+        self._last_time = time
+        shut = (EYE_OPEN + EYE_CLOSED) / 2.0
+        for eye, other in ((0, 1), (1, 0)):
+            if openness[eye] >= EYE_OPEN:
+                self._last_open[eye], self._state[eye] = time, "open"
+            elif openness[eye] <= shut and self._state[eye] == "open":
+                since_open = self._last_open[eye]
+                slow = since_open is not None and time - since_open > SLOW_CLOSING_SECONDS
+                self._state[eye] = "lowered" if slow and openness[other] < EYE_OPEN else "closed"
+        for eye, other in ((0, 1), (1, 0)):
+            if self._state[eye] == "closed" and self._state[other] == "lowered":
+                self._state[eye] = "lowered"
+        return self._state[0] == "lowered", self._state[1] == "lowered"
+
+
+def measure(a: np.ndarray, lowered: tuple[bool, bool] = (False, False)) -> FaceState:
+    """Expression values from head-aligned points (canonical-face centimetres).
+
+    `lowered` (left, right): the eye is looking down rather than closed (LidWatch)."""
+    x, y, z = a[:, 0].tolist(), a[:, 1].tolist(), a[:, 2].tolist()
     b = [0.0] * len(ARKIT_INDEX)
 
     def set_(name, value):
         b[ARKIT_INDEX[name]] = value
 
     # Eyes.
-    r_open, r_yaw, r_pitch, r_low = _eye_measures(
-        x, y, lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_UPPER_LID, lm.RIGHT_EYE_LOWER_LID, lm.RIGHT_IRIS)
-    l_open, l_yaw, l_pitch, l_low = _eye_measures(
-        x, y, lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_EYE_UPPER_LID, lm.LEFT_EYE_LOWER_LID, lm.LEFT_IRIS)
+    l_open, l_yaw, l_pitch, l_low = _eye_measures(x, y, *_EYES[0])
+    r_open, r_yaw, r_pitch, r_low = _eye_measures(x, y, *_EYES[1])
     squint = {"Left": _ramp(l_low, LOWER_LID_REST, LOWER_LID_SQUINT),
               "Right": _ramp(r_low, LOWER_LID_REST, LOWER_LID_SQUINT)}
-    for side, openness, yaw, pitch in (("Left", l_open, l_yaw, l_pitch), ("Right", r_open, r_yaw, r_pitch)):
+    for side, openness, yaw, pitch, is_lowered in (("Left", l_open, l_yaw, l_pitch, lowered[0]),
+                                                   ("Right", r_open, r_yaw, r_pitch, lowered[1])):
         closing = _ramp(openness, EYE_OPEN, EYE_CLOSED)
-        set_(f"eyeBlink{side}", closing * closing * (3.0 - 2.0 * closing))
+        blink = closing * closing * (3.0 - 2.0 * closing)
+        if is_lowered:
+            blink, pitch = LOWERED_BLINK * blink, min(pitch, -closing * EYE_LOOK_RANGE_PITCH)
+        set_(f"eyeBlink{side}", blink)
         set_(f"eyeWide{side}", _ramp(openness, EYE_WIDE - 0.1, EYE_WIDE))
         set_(f"eyeSquint{side}", squint[side])
         outward = yaw if side == "Left" else -yaw  # the left eye looks out towards +X
@@ -232,6 +304,21 @@ def measure(a: np.ndarray) -> FaceState:
         set_(f"mouthUpperUp{side}", _ramp(y[lm.NOSE_BASE] - y[upper], 1.5, 0.9))
         set_(f"mouthLowerDown{side}", _ramp(y[lower] - y[lm.CHIN], 4.2, 3.5) * jaw_open)
 
+    # Channels measured against the canonical face's rest (see _rest_measures).
+    closed = 1.0 - opening
+    m = _rest_measures(x, y, z)
+    set_("jawForward", _ramp(m["chin_forward"] - _REST["chin_forward"], *JAW_FORWARD_RANGE))
+    set_("mouthShrugLower", _ramp(m["lower_lip_to_chin"] - _REST["lower_lip_to_chin"], *SHRUG_LOWER_RANGE)
+         * (1.0 - jaw_open))
+    set_("mouthShrugUpper", _ramp(_REST["upper_lip_to_nose"] - m["upper_lip_to_nose"], *SHRUG_UPPER_RANGE)
+         * (1.0 - jaw_open) * closed)
+    set_("cheekPuff", _ramp(m["cheek_half_width"] - _REST["cheek_half_width"], *CHEEK_PUFF_RANGE) * closed)
+    for side in ("Left", "Right"):
+        set_(f"mouthPress{side}", _ramp(_REST[f"lip_thickness{side}"] - m[f"lip_thickness{side}"], *PRESS_RANGE)
+             * closed)
+        set_(f"mouthDimple{side}", _ramp(_REST[f"corner_depth{side}"] - m[f"corner_depth{side}"], *DIMPLE_RANGE)
+             * (1.0 - b[ARKIT_INDEX[f"mouthSmile{side}"]]))
+
     # Brows: heights above the eye-corner line of the same side.
     inner_up = 0.0
     for side, eye, inner, middle, outer in (
@@ -256,6 +343,27 @@ def measure(a: np.ndarray) -> FaceState:
     shapes = np.clip(np.array(b), 0.0, 1.0)  # NaN from degenerate input is cleared by solve()
     return FaceState(blendshapes=shapes, vrm=vrm_presets(shapes, eye_angles), head_angles=np.zeros(3),
                      head_position=np.zeros(3), eye_angles=eye_angles)
+
+
+def _rest_measures(x, y, z) -> dict[str, float]:
+    """Distances whose rest value is the canonical face's own (_REST)."""
+    return {
+        "chin_forward": z[lm.CHIN],
+        "lower_lip_to_chin": y[lm.LOWER_LIP_BOTTOM] - y[lm.CHIN],
+        "upper_lip_to_nose": y[lm.NOSE_BASE] - y[lm.UPPER_LIP_TOP],
+        "cheek_half_width": (x[lm.CHEEK_LEFT] - x[lm.CHEEK_RIGHT]) / 2.0,
+        # Both lips' thickness at the side (outer minus inner contour), not the gap between them.
+        "lip_thicknessLeft": (y[lm.UPPER_LIP_LEFT] - y[lm.INNER_LIP_UPPER[2]])
+                             + (y[lm.INNER_LIP_LOWER[2]] - y[lm.LOWER_LIP_LEFT]),
+        "lip_thicknessRight": (y[lm.UPPER_LIP_RIGHT] - y[lm.INNER_LIP_UPPER[0]])
+                              + (y[lm.INNER_LIP_LOWER[0]] - y[lm.LOWER_LIP_RIGHT]),
+        "corner_depthLeft": z[lm.MOUTH_LEFT_CORNER],
+        "corner_depthRight": z[lm.MOUTH_RIGHT_CORNER],
+    }
+
+
+_CANONICAL = lm.canonical_face()
+_REST = _rest_measures(_CANONICAL[:, 0].tolist(), _CANONICAL[:, 1].tolist(), _CANONICAL[:, 2].tolist())
 
 
 def vrm_presets(b: np.ndarray, eye_angles: np.ndarray) -> np.ndarray:

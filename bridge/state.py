@@ -47,6 +47,31 @@ VRM0_NAMES = (
 )
 VRM0_INDEX = {name: i for i, name in enumerate(VRM0_NAMES)}
 
+# VRM 1.0 expression names, and the 0.x preset each is read from ("surprised" has
+# no 0.x preset: see vrm1_values; "neutral" is the absence of the others).
+VRM1_FROM_VRM0 = {
+    "aa": "A", "ih": "I", "ou": "U", "ee": "E", "oh": "O",
+    "happy": "Joy", "angry": "Angry", "sad": "Sorrow", "relaxed": "Fun", "surprised": None,
+    "blink": "Blink", "blinkLeft": "Blink_L", "blinkRight": "Blink_R",
+    "lookUp": "LookUp", "lookDown": "LookDown", "lookLeft": "LookLeft", "lookRight": "LookRight",
+    "neutral": None,
+}
+VRM1_NAMES = tuple(VRM1_FROM_VRM0)
+_VRM1_SOURCE = np.array([VRM0_INDEX[v] if v else -1 for v in VRM1_FROM_VRM0.values()])
+
+
+def vrm1_values(vrm0: np.ndarray, blendshapes: np.ndarray) -> np.ndarray:
+    """VRM 1.0 expression values (VRM1_NAMES order) from the 0.x presets.
+
+    surprised = raised brows (inner and outer, averaged) scaled from half to full by
+    wide eyes or an open jaw, whichever is more; neutral is always 0."""
+    b = dict(zip(ARKIT_NAMES, np.asarray(blendshapes, float).tolist()))
+    brows_up = (b["browInnerUp"] + (b["browOuterUpLeft"] + b["browOuterUpRight"]) / 2.0) / 2.0
+    widened = max((b["eyeWideLeft"] + b["eyeWideRight"]) / 2.0, b["jawOpen"])
+    values = np.where(_VRM1_SOURCE >= 0, np.asarray(vrm0, float)[_VRM1_SOURCE], 0.0)
+    values[VRM1_NAMES.index("surprised")] = brows_up * (0.5 + 0.5 * widened)
+    return np.clip(values, 0.0, 1.0)
+
 
 def pascal_case(name: str) -> str:
     """ARKit camelCase -> the PascalCase perfect-sync models use (eyeBlinkLeft -> EyeBlinkLeft)."""

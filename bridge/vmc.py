@@ -18,7 +18,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
 from .state import (
-    ARKIT_NAMES, VRM0_NAMES, FaceState, angles_to_quat, pascal_case, quat_conjugate,
+    ARKIT_NAMES, VRM0_NAMES, VRM1_NAMES, FaceState, vrm1_values, angles_to_quat, pascal_case, quat_conjugate,
     quat_multiply, slerp_from_identity,
 )
 
@@ -50,6 +50,7 @@ class VmcOptions:
     arkit_names: str = "pascal"   # "pascal" (EyeBlinkLeft) or "camel" (eyeBlinkLeft)
     bundle: bool = True            # False: every message is its own datagram
     max_packet: int = DEFAULT_MAX_PACKET  # bytes per datagram (bundles split to fit)
+    vrm_names: str = "0"           # "0": VRM 0.x presets (A, Blink_L ...); "1": VRM 1.0 (aa, blinkLeft ...)
 
 
 # Subject frame -> Unity frame is the reflection X -> -X; for a quaternion (x, y, z, w) -> (x, -y, -z, w).
@@ -89,8 +90,10 @@ class VmcEncoder:
         if options.arkit_names not in ("pascal", "camel"):
             raise ValueError(f"arkit_names must be 'pascal' or 'camel', not {options.arkit_names!r}")
         self.options = options
+        if options.vrm_names not in ("0", "1"):
+            raise ValueError(f"vrm_names must be '0' or '1', not {options.vrm_names!r}")
         arkit = ARKIT_NAMES if options.arkit_names == "camel" else tuple(map(pascal_case, ARKIT_NAMES))
-        self.blend_names = VRM0_NAMES + arkit
+        self.blend_names = (VRM0_NAMES if options.vrm_names == "0" else VRM1_NAMES) + arkit
 
         # Each message: (address, constant leading args, number of changing trailing floats).
         bone_msgs = [("/VMC/Ext/Bone/Pos", (b, *map(float, BONE_POSITIONS[b])), _QUAT) for b in BONES]
@@ -131,7 +134,8 @@ class VmcEncoder:
         return np.concatenate([
             [time if np.isfinite(time) else 0.0],
             bone_rotations(s).ravel(),
-            s.vrm, s.blendshapes,
+            s.vrm if self.options.vrm_names == "0" else vrm1_values(s.vrm, s.blendshapes),
+            s.blendshapes,
         ])
 
     # ---- fast path ----

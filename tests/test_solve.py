@@ -200,3 +200,50 @@ def test_labelled_frames_eyes_and_mouth():
                 assert jaw < 0.3, (row["file"], jaw)
     finally:
         tracker.close()
+
+
+# --- lowered eyes vs closed eyes (LidWatch) ---------------------------------------
+
+
+def closure(lids_per_frame, fps=30.0, gaze_pitch=0.0):
+    """Solve a sequence of (blink_left, blink_right) lid states with capture times."""
+    solver = Solver()
+    states = []
+    for i, (left, right) in enumerate(lids_per_frame):
+        e = Expression(blink_left=left, blink_right=right, gaze_pitch=gaze_pitch)
+        states.append(solver.solve(FACE.landmarks(e), time=i / fps))
+    return states
+
+
+def blinks(state):
+    return value(state, "eyeBlinkLeft"), value(state, "eyeBlinkRight")
+
+
+def test_a_fast_closure_of_both_eyes_is_a_blink():
+    states = closure([(0, 0)] * 5 + [(1, 1)] * 20)  # shut within one frame, held 0.67 s
+    assert min(min(blinks(s)) for s in states[6:]) >= 0.9
+
+
+def test_lids_lowered_slowly_on_both_eyes_read_as_looking_down_not_a_blink():
+    ramp = [(k / 8, k / 8) for k in range(9)]  # 0.27 s from open to shut
+    states = closure([(0, 0)] * 5 + ramp + [(1, 1)] * 30, gaze_pitch=-10)
+    assert max(max(blinks(s)) for s in states) <= 0.5
+    for s in states[-30:]:
+        assert value(s, "eyeLookDownLeft") > 0.5 and value(s, "eyeLookDownRight") > 0.5
+
+
+def test_a_slow_wink_of_one_eye_still_closes_that_eye():
+    ramp = [(k / 8, 0.0) for k in range(9)]
+    states = closure([(0, 0)] * 5 + ramp + [(1, 0)] * 10)
+    assert all(value(s, "eyeBlinkLeft") >= 0.9 and value(s, "eyeBlinkRight") < 0.1 for s in states[-10:])
+
+
+def test_reopening_ends_the_lowered_state_and_the_next_fast_blink_counts():
+    ramp = [(k / 8, k / 8) for k in range(9)]
+    states = closure([(0, 0)] * 3 + ramp + [(1, 1)] * 10 + [(0, 0)] * 5 + [(1, 1)] * 5)
+    assert min(min(blinks(s)) for s in states[-4:]) >= 0.9
+
+
+def test_without_capture_times_closed_lids_read_closed():
+    state = SOLVER.solve(FACE.landmarks(Expression(blink_left=1.0, blink_right=1.0)))
+    assert min(blinks(state)) >= 0.9

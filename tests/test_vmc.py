@@ -261,3 +261,19 @@ def test_encoder_is_reusable_across_frames():
     a = enc.encode(state(head_angles=[10, 0, 0]), time=1.0, tracking=True)
     enc.encode(state(head_angles=[-50, 20, 3]), time=2.0, tracking=False)
     assert enc.encode(state(head_angles=[10, 0, 0]), time=1.0, tracking=True) == a
+
+
+def test_vrm_1_names_carry_the_0x_values_and_surprised():
+    from bridge.state import VRM1_NAMES
+
+    s = state()
+    s.blendshapes[ARKIT_NAMES.index("browInnerUp")] = 1.0
+    s.blendshapes[ARKIT_NAMES.index("browOuterUpLeft")] = 1.0
+    s.blendshapes[ARKIT_NAMES.index("browOuterUpRight")] = 1.0
+    s.blendshapes[ARKIT_NAMES.index("jawOpen")] = 1.0
+    frames = decode(VmcEncoder(VmcOptions(vrm_names="1")).encode(s, time=1.0, tracking=True))
+    values = {args[0]: args[1] for msgs in frames for address, _, args in msgs if address == "/VMC/Ext/Blend/Val"}
+    assert set(VRM1_NAMES) <= set(values) and not set(VRM0_NAMES) & set(values)
+    for new, old in (("aa", "A"), ("blinkLeft", "Blink_L"), ("happy", "Joy"), ("relaxed", "Fun"), ("lookUp", "LookUp")):
+        assert values[new] == pytest.approx(s.vrm[VRM0_NAMES.index(old)], abs=1e-6)
+    assert values["surprised"] == pytest.approx(1.0) and values["neutral"] == 0.0
