@@ -1,5 +1,6 @@
 """The run loop: source -> tracking -> solve -> shape -> encode -> send, one frame
-at a time, with the status line and the optional preview on the side."""
+at a time, with the status line and the optional preview on the side. Between
+frames it picks up recalibration requests (preview key c, the OSC control port)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bridge.calibrate import DEFAULT_CAPTURE_SECONDS
 from bridge.shape import Shaper
 from bridge.solve import Solver, vrm_presets
 from bridge.state import ARKIT_INDEX, FaceState
 
 log = logging.getLogger("facemocap")
+
+# The VmcEncoder.encode keyword for /VMC/Ext/OK's calibration state (2 calibrating, 3 calibrated).
 
 
 @dataclass
@@ -55,6 +59,7 @@ class StatusLine:
         self._time_at_last = time.monotonic()
         self._next = self._time_at_last + self.interval
         self._frames_at_last = 0
+        self._drawn = False
         self.fps = 0.0
 
     def update(self, stats: Stats, face: bool, target: str, note: str = "") -> None:
@@ -75,9 +80,17 @@ class StatusLine:
                 f" | frames {stats.frames} | -> {target}{(' | ' + note) if note else ''}")
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
+            self._drawn = True
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    def clear(self) -> None:
+        """Wipe the in-place line, so a log message printed next starts on a clean line."""
+        if self.enabled and self.tty and self._drawn:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self._drawn = False
 
     def finish(self) -> None:
         if self.enabled and self.tty:
@@ -85,30 +98,60 @@ class StatusLine:
             self.stream.flush()
 
 
+def _calibration_request(control, preview, default_seconds: float) -> tuple[float, str] | None:
+    """(seconds, who asked) for a recalibration asked for since the last frame, else None."""
+    request = control.poll() if control is not None else None
+    if request is not None:
+        seconds = request.seconds if request.seconds is not None else default_seconds
+        return seconds, f"the control port {control.address}"
+    if preview is not None and preview.take_calibrate_request():
+        return default_seconds, "the preview key c"
+    return None
+
+
 def run(source, tracker, shaper: Shaper, encoder, target, *, use_model_blendshapes: bool,
-        limits: Limits = Limits(), status: StatusLine | None = None, preview=None) -> Stats:
+        limits: Limits = Limits(), status: StatusLine | None = None, preview=None,
+        control=None, calibrate_seconds: float = DEFAULT_CAPTURE_SECONDS, on_calibrated=None) -> Stats:
     """Process frames until the source ends, a limit is reached or the preview is closed.
 
+    control: a bridge.control.ControlPort (or anything with poll() and address) for
+    recalibration requests; calibrate_seconds: their length when they give none;
+    on_calibrated(neutral): called on the loop's thread after every finished capture.
     Returns the counters. KeyboardInterrupt propagates to the caller (a clean stop).
     """
     solver = Solver()
     stats = Stats()
     status = status or StatusLine(enabled=False)
+    calibrator = shaper.calibrator
     deadline = stats.started + limits.duration if limits.duration is not None else None
     for frame in source:
+        request = _calibration_request(control, preview, calibrate_seconds)
+        if request is not None:
+            seconds, who = request
+            status.clear()
+            log.info("calibrating for %g s, asked by %s: hold a neutral face", seconds, who)
+            calibrator.start_capture(seconds)
         tracked = tracker.track(frame)
         state = None
         if tracked.landmarks is not None:
-            state = solver.solve(tracked.landmarks, (frame.width, frame.height))
+            state = solver.solve(tracked.landmarks, (frame.width, frame.height), time=frame.time)
             if use_model_blendshapes and tracked.blendshapes:
                 state = with_model_blendshapes(state, tracked.blendshapes)
         shaped, tracking = shaper.update(frame.time, state)
-        target.send(encoder.encode(shaped, time=frame.time, tracking=tracking))
+        target.send(encoder.encode(shaped, time=frame.time, tracking=tracking,
+                                   calibration_state=calibrator.vmc_state))
+        neutral = calibrator.take_finished()
+        if neutral is not None:
+            status.clear()
+            log.info("calibrated: neutral face captured")
+            if on_calibrated is not None:
+                on_calibrated(neutral)
         stats.frames += 1
         stats.faces += tracking
         stats.latencies_ms.append((time.monotonic() - frame.captured) * 1000.0)
-        status.update(stats, tracking, target.address)
-        if preview is not None and not preview.show(frame, tracked.landmarks, shaped, tracking, status.fps):
+        note = calibrator.status_note()
+        status.update(stats, tracking, target.address, note)
+        if preview is not None and not preview.show(frame, tracked.landmarks, shaped, tracking, status.fps, note):
             break
         if limits.frames is not None and stats.frames >= limits.frames:
             break

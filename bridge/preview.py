@@ -1,5 +1,6 @@
 """The optional preview window: the frame with the mesh drawn over it and live
-bars for the main blendshapes. OpenCV HighGUI; Esc or q closes it."""
+bars for the main blendshapes. OpenCV HighGUI; Esc or q closes it, c asks for a
+new neutral-face calibration (the run loop picks the request up)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ WINDOW = "facemocap-osc"
 BARS = ("eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight",
         "mouthFunnel", "mouthPucker", "browInnerUp", "browDownLeft", "browDownRight")
 QUIT_KEYS = (27, ord("q"), ord("Q"))
+CALIBRATE_KEYS = (ord("c"), ord("C"))
+NOTE_COLOUR = (0, 255, 255)   # BGR yellow: the calibration prompt must stand out
 
 
 class PreviewError(Exception):
@@ -31,9 +34,16 @@ class Preview:
             cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
         except cv2.error:
             raise PreviewError("cannot open the --preview window: no display available") from None
+        self._calibrate_requested = False
 
-    def show(self, frame, landmarks, state, tracking: bool, fps: float) -> bool:
-        """Draw one frame; False when the user closed the window or pressed Esc / q."""
+    def take_calibrate_request(self) -> bool:
+        """True once after the user pressed c."""
+        requested, self._calibrate_requested = self._calibrate_requested, False
+        return requested
+
+    def show(self, frame, landmarks, state, tracking: bool, fps: float, note: str = "") -> bool:
+        """Draw one frame; False when the user closed the window or pressed Esc / q.
+        `note`: the calibration prompt / result, drawn at the top right."""
         if frame.image is not None:
             canvas = frame.image.copy()
         else:
@@ -46,12 +56,16 @@ class Preview:
             y = 18 + row * 16
             cv2.rectangle(canvas, (110, y - 10), (110 + int(120 * value), y), (0, 200, 255), -1)
             cv2.putText(canvas, name, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        if note:
+            cv2.putText(canvas, note, (240, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, NOTE_COLOUR, 1, cv2.LINE_AA)
         yaw, pitch, roll = state.head_angles
         cv2.putText(canvas, f"{fps:4.1f} fps  face {'yes' if tracking else 'no'}  "
-                            f"yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}",
+                            f"yaw {yaw:+.0f} pitch {pitch:+.0f} roll {roll:+.0f}  (c: calibrate)",
                     (4, canvas.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         cv2.imshow(WINDOW, canvas)
         key = cv2.waitKey(1) & 0xFF
+        if key in CALIBRATE_KEYS:
+            self._calibrate_requested = True
         closed = cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1
         return key not in QUIT_KEYS and not closed
 

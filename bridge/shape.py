@@ -1,4 +1,5 @@
-"""Shaping the solved values before they go out: smoothing, face loss, mirroring.
+"""Shaping the solved values before they go out: neutral calibration (see
+bridge/calibrate.py), smoothing, face loss, mirroring.
 
 The One Euro filter (Casiez et al. 2012) runs on every channel at once. Its
 cutoff rises with speed, so a still face is smoothed hard (no jitter) while a
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge.calibrate import Calibrator
 from bridge.state import FaceState
 
 DEFAULT_MIN_CUTOFF = 1.5   # Hz: smoothing of a still face (lower = smoother, more lag)
@@ -76,18 +78,27 @@ class ShapeOptions:
     mirror: bool = False
     hold_seconds: float = HOLD_SECONDS
     ease_seconds: float = EASE_SECONDS
+    adaptive_range: bool = False   # per-channel running-max scaling (bridge.calibrate.AdaptiveRange)
 
 
 class Shaper:
-    """Solved state (or None when no face was seen) -> (state to send, tracking flag)."""
+    """Solved state (or None when no face was seen) -> (state to send, tracking flag).
+
+    `calibrator` holds the neutral face and runs captures (set its neutral or call
+    its start_capture()); it comes first, so the filter smooths the switch from
+    uncalibrated to calibrated values instead of passing on a jump.
+    """
 
     def __init__(self, options: ShapeOptions = ShapeOptions()):
         self.options = options
+        self.calibrator = Calibrator(adaptive_range=options.adaptive_range)
         self.filter = OneEuroFilter(options.min_cutoff, options.beta, scale=UNIT_SCALE)
         self._last: np.ndarray | None = None   # the last filtered vector with a face
         self._lost_since: float | None = None
 
     def update(self, t: float, state: FaceState | None) -> tuple[FaceState, bool]:
+        # Every frame, face or not: a capture window counts time, not only faces.
+        state = self.calibrator.process(t, state)
         if state is not None:
             self._lost_since = None
             self._last = self.filter(t, state.vector())

@@ -22,8 +22,10 @@ from .state import (
     quat_multiply, slerp_from_identity,
 )
 
-# /VMC/Ext/OK arguments: loaded, calibration state (3 = calibrated), calibration mode (0 = normal).
-_LOADED, _CALIBRATED, _NORMAL_MODE = 1, 3, 0
+# /VMC/Ext/OK arguments: loaded, calibration state, calibration mode (0 = normal), tracking.
+_LOADED, _NORMAL_MODE = 1, 0
+CALIBRATION_STATES = (0, 1, 2, 3)  # uncalibrated, waiting, calibrating, calibrated
+CALIBRATED = 3
 # Share of the head rotation carried by the neck; the head bone carries the rest.
 NECK_SHARE = 0.4
 # Nominal local bone offsets in metres, Unity frame (+X = character's right, +Z = forward).
@@ -98,7 +100,7 @@ class VmcEncoder:
         # Each message: (address, constant leading args, number of changing trailing floats).
         bone_msgs = [("/VMC/Ext/Bone/Pos", (b, *map(float, BONE_POSITIONS[b])), _QUAT) for b in BONES]
         self._layout = [
-            ("/VMC/Ext/OK", (_LOADED, _CALIBRATED, _NORMAL_MODE), 0),  # + tracking int, see below
+            ("/VMC/Ext/OK", (_LOADED,), 0),  # + calibration state, mode and tracking, see _messages
             ("/VMC/Ext/T", (), 1),
             ("/VMC/Ext/Root/Pos", ROOT_POSE, 0),
             *bone_msgs,
@@ -106,24 +108,23 @@ class VmcEncoder:
             ("/VMC/Ext/Blend/Apply", (), 0),
         ]
         self.float_count = sum(n for _, _, n in self._layout)
-        placeholder = np.zeros(self.float_count)
-        self._groups = self._split([m.size for m in self._messages(placeholder, tracking=True)])
-        # Two templates, tracking and lost, differing only in OK's last int.
-        self._templates = {}
-        for tracking in (True, False):
-            messages = self._messages(placeholder, tracking=tracking)
-            self._templates[tracking], self._spans, float_offsets = self._frame(messages)
+        self._placeholder = np.zeros(self.float_count)
+        messages = self._messages(self._placeholder, tracking=True, calibration_state=CALIBRATED)
+        self._groups = self._split([m.size for m in messages])
+        template, self._spans, float_offsets = self._frame(messages)
+        # One template per (tracking, calibration state): they differ only in OK's ints.
+        self._templates = {(True, CALIBRATED): template}
         # Byte index of every changing float byte, in float order.
         self._float_index = (np.asarray(float_offsets)[:, None] + np.arange(_FLOAT)).ravel()
 
     # ---- the slow, readable description of a frame (python-osc builds it) ----
 
-    def _messages(self, floats: np.ndarray, *, tracking: bool) -> list[OscMessage]:
+    def _messages(self, floats: np.ndarray, *, tracking: bool, calibration_state: int) -> list[OscMessage]:
         """The frame's messages, given the changing floats in layout order (see frame_floats)."""
         out, i = [], 0
         for address, args, n in self._layout:
             if address == "/VMC/Ext/OK":
-                args = (*args, int(bool(tracking)))
+                args = (*args, calibration_state, _NORMAL_MODE, int(bool(tracking)))
             out.append(_build(address, (*args, *map(float, floats[i:i + n]))))
             i += n
         return out
@@ -140,11 +141,22 @@ class VmcEncoder:
 
     # ---- fast path ----
 
-    def encode(self, state: FaceState, *, time: float, tracking: bool) -> list[bytes]:
-        frame = self._templates[bool(tracking)].copy()
+    def encode(self, state: FaceState, *, time: float, tracking: bool,
+               calibration_state: int = CALIBRATED) -> list[bytes]:
+        """`calibration_state` goes out in /VMC/Ext/OK: 2 while calibrating, 3 after."""
+        frame = self._template(bool(tracking), calibration_state).copy()
         frame[self._float_index] = self.frame_floats(state, time).astype(">f4").view(np.uint8)
         data = frame.tobytes()
         return [data[start:end] for start, end in self._spans]
+
+    def _template(self, tracking: bool, calibration_state: int) -> np.ndarray:
+        key = (tracking, calibration_state)
+        if key not in self._templates:
+            if calibration_state not in CALIBRATION_STATES:
+                raise ValueError(f"calibration_state must be one of {CALIBRATION_STATES}, not {calibration_state!r}")
+            messages = self._messages(self._placeholder, tracking=tracking, calibration_state=calibration_state)
+            self._templates[key] = self._frame(messages)[0]
+        return self._templates[key]
 
     # ---- layout, done once ----
 

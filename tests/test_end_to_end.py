@@ -1,5 +1,6 @@
 """The real `facemocap-osc` as a subprocess, sending to a receiver on 127.0.0.1."""
 
+import json
 import os
 import socket
 import subprocess
@@ -200,3 +201,84 @@ def test_preview_without_a_display_exits_2_instead_of_aborting():
     proc = subprocess.run([*tracker_command(), "--demo", "--preview", "--frames", "3", "--quiet"], capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL, env=env)
     assert proc.returncode == 2 and "--preview" in proc.stderr
+
+
+# ---- neutral-face calibration and profiles ----
+
+@pytest.fixture
+def config_home(tmp_path, monkeypatch):
+    """Profiles go to a temp config dir (the subprocess inherits the environment)."""
+    monkeypatch.delenv("FACEMOCAP_OSC_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    return tmp_path
+
+
+def run_quiet(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([*tracker_command(), "--quiet", *args], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_calibrate_saves_a_profile_that_a_later_run_uses(config_home):
+    proc, datagrams = run_tracker("--demo", "--duration", "3", "--calibrate", "1", "--profile", "t1",
+                                  "--control-port", "0", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    path = config_home / "facemocap-osc" / "profiles" / "t1.json"
+    data = json.loads(path.read_text())
+    assert data["version"] == 1 and len(data["blendshapes"]) == 52
+    for frame in frames_from(datagrams):
+        check_frame_is_well_formed(frame)
+    proc, datagrams = run_tracker("--demo", "--fast", "--frames", "5", "--profile", "t1", "--control-port", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert len(frames_from(datagrams)) == 5
+
+
+def test_ok_message_says_calibrating_then_calibrated(config_home):
+    proc, datagrams = run_tracker("--demo", "--fast", "--frames", "60", "--calibrate", "1", "--control-port", "0")
+    assert proc.returncode == 0, proc.stderr
+    states = [f["ok"][1] for f in frames_from(datagrams)]
+    done = states.index(3)
+    assert done > 0 and set(states[:done]) == {2} and set(states[done:]) == {3}
+
+
+def test_missing_profile_exits_2_with_one_line(config_home):
+    proc = run_quiet("--demo", "--profile", "missing")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "missing" in lines[0] and "--calibrate" in lines[0], proc.stderr
+
+
+def test_corrupt_profile_exits_2_naming_the_file_and_key(config_home):
+    folder = config_home / "facemocap-osc" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "alice.json").write_text('{"version": 1, "blendshapes": {"eyeBlinkLeft": "x"}}')
+    proc = run_quiet("--demo", "--profile", "alice")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "alice.json: key 'blendshapes.eyeBlinkLeft' must be a number" in lines[0]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--calibrate", "0.1"], "invalid --calibrate"),
+    (["--calibrate", "abc"], "invalid --calibrate"),
+    (["--profile", "../etc"], "invalid profile name"),
+    (["--profile", ".hidden", "--calibrate", "1"], "invalid profile name"),
+    (["--control-port", "70000"], "invalid --control-port"),
+    (["--control-port", "x"], "invalid --control-port"),
+])
+def test_bad_calibration_options_exit_2_with_one_line(config_home, args, expected):
+    proc = run_quiet("--demo", "--frames", "3", *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+
+
+def test_an_explicit_busy_control_port_exits_2_with_one_line():
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    try:
+        proc = run_quiet("--demo", "--frames", "3", "--control-port", str(busy.getsockname()[1]))
+    finally:
+        busy.close()
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already in use" in lines[0] and "--control-port" in lines[0], proc.stderr

@@ -111,3 +111,34 @@ def test_status_line_keeps_latency_samples_bounded_when_quiet():
     stats.latencies_ms.extend([1.0] * 1000)
     status.update(stats, True, "127.0.0.1:39539")
     assert stats.latencies_ms == []
+
+
+def test_calibration_comes_before_the_filter_so_the_switch_is_smoothed():
+    shaper = Shaper(ShapeOptions())
+    shaper.calibrator.start_capture(0.5)
+    resting = face(jaw=0.3, yaw=10.0)
+    t, sent = 0.0, []
+    for _ in range(60):
+        state, _ = shaper.update(t, resting)
+        sent.append(state.blendshape("jawOpen"))
+        t += 1 / FPS
+    done = 15   # 0.5 s window at 30 fps: frame 15 (t = 0.5) closes it and is the first calibrated one
+    assert sent[done - 1] == pytest.approx(0.3)           # uncalibrated while capturing
+    assert 0.0 < sent[done] < 0.3                           # filtered, not a jump to 0
+    assert sent[-1] < 0.01 and abs(state.head_angles[0]) < 0.1
+
+
+def test_status_line_shows_the_calibration_note_and_clears_for_log_lines():
+    import io
+    from bridge.pipeline import Stats, StatusLine
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    out = Terminal()
+    status = StatusLine(enabled=True, stream=out)
+    status._next = 0.0
+    status.update(Stats(), True, "127.0.0.1:39539", "calibrating: hold a neutral face (1.4 s left)")
+    assert out.getvalue().endswith("| calibrating: hold a neutral face (1.4 s left)")
+    status.clear()
+    assert out.getvalue().endswith("\r\x1b[2K")
