@@ -50,7 +50,8 @@ LIP_GAP_FULL = 3.5
 CORNER_REST_HEIGHT = -0.15
 CORNER_RISE_PER_GAP = 0.1
 MOUTH_REST_HALF_WIDTH = 2.45
-SMILE_START = 0.25           # corner rise (plus half the widening) that is still neutral
+SMILE_WIDEN_WEIGHT = 0.5     # how much the mouth's widening counts towards a smile, with the corners' rise
+SMILE_START = 0.25           # corner rise (plus the weighted widening) that is still neutral
 CORNER_RAISE_FULL = 0.9      # ... and that reads as a full smile
 MOUTH_WIDEN_FULL = 0.7       # cm of extra half width for a full smile / stretch
 MOUTH_NARROW_FULL = 0.7      # cm of lost half width for a full pucker / funnel
@@ -279,7 +280,7 @@ def measure(a: np.ndarray, lowered: tuple[bool, bool] = (False, False)) -> FaceS
     for side in ("Left", "Right"):
         raise_ = corner_height[side] - corner_rest
         widen = half_width[side] - MOUTH_REST_HALF_WIDTH
-        smile = _ramp(raise_ + 0.5 * max(widen, 0.0), SMILE_START, CORNER_RAISE_FULL)
+        smile = _ramp(raise_ + SMILE_WIDEN_WEIGHT * max(widen, 0.0), SMILE_START, CORNER_RAISE_FULL)
         set_(f"mouthSmile{side}", smile)
         set_(f"mouthFrown{side}", _ramp(-raise_, 0.15, CORNER_RAISE_FULL))
         set_(f"mouthStretch{side}", _ramp(widen, 0.15, MOUTH_WIDEN_FULL) * (1.0 - smile))
