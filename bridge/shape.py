@@ -19,8 +19,8 @@ import numpy as np
 from bridge.calibrate import Calibrator
 from bridge.state import FaceState
 
-DEFAULT_MIN_CUTOFF = 1.5   # Hz: smoothing of a still face (lower = smoother, more lag)
-DEFAULT_BETA = 1.0         # how fast the cutoff rises with speed (higher = less lag)
+DEFAULT_MIN_CUTOFF = 0.8   # Hz: smoothing of a still face (lower = smoother, more lag)
+DEFAULT_BETA = 1.75        # how fast the cutoff rises with speed (higher = less lag)
 DERIVATIVE_CUTOFF = 1.0    # Hz, for the speed estimate
 HOLD_SECONDS = 0.3         # face lost: keep the last values this long ...
 EASE_SECONDS = 0.5         # ... then ease to neutral over this long

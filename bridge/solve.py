@@ -28,7 +28,8 @@ from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState, matrix_
 # goes through a smoothstep so half-open lids stay low and closed ones reach 1.
 EYE_OPEN = 0.17
 EYE_CLOSED = 0.05
-EYE_WIDE = 0.42
+# Eyes opened wider than open eyes ever rest (the shared clips rest at 0.3-0.38).
+EYE_WIDE_START, EYE_WIDE_FULL = 0.42, 0.6
 # Lower lid height below the eye centre (eye widths): rest about -0.1, raised in a squint.
 LOWER_LID_REST = -0.07
 LOWER_LID_SQUINT = 0.0
@@ -259,7 +260,7 @@ def measure(a: np.ndarray, lowered: tuple[bool, bool] = (False, False)) -> FaceS
         if is_lowered:
             blink, pitch = LOWERED_BLINK * blink, min(pitch, -closing * EYE_LOOK_RANGE_PITCH)
         set_(f"eyeBlink{side}", blink)
-        set_(f"eyeWide{side}", _ramp(openness, EYE_WIDE - 0.1, EYE_WIDE))
+        set_(f"eyeWide{side}", _ramp(openness, EYE_WIDE_START, EYE_WIDE_FULL))
         set_(f"eyeSquint{side}", squint[side])
         outward = yaw if side == "Left" else -yaw  # the left eye looks out towards +X
         set_(f"eyeLookOut{side}", _ramp(outward, 0.0, EYE_LOOK_RANGE_YAW))
