@@ -97,7 +97,7 @@ class DemoFace:
         image = np.empty_like(cam)
         image[:, 0] = width / 2.0 + cam[:, 0]
         image[:, 1] = height / 2.0 - cam[:, 1]
-        image[:, 2] = -cam[:, 2]
+        image[:, 2] = -cam[:, 2] / lm.FACE_MESH_DEPTH_SCALE  # depth on Face Mesh's scale
         return image.astype(np.float32)
 
 

@@ -52,8 +52,12 @@ CORNER_REST_HEIGHT = -0.15
 CORNER_RISE_PER_GAP = 0.1
 MOUTH_REST_HALF_WIDTH = 2.45
 SMILE_WIDEN_WEIGHT = 0.5     # how much the mouth's widening counts towards a smile, with the corners' rise
-SMILE_START = 0.25           # corner rise (plus the weighted widening) that is still neutral
-CORNER_RAISE_FULL = 0.9      # ... and that reads as a full smile
+# Corner rise plus the weighted widening that is still neutral, and that reads as a
+# full smile. Resting mouths of the shared clips' three people read up to about
+# 0.2-0.55 (90th percentile of frames the Face Landmarker calls unsmiling), smiles
+# from 0.45 (an open laugh) to 1.1 (a closed smile).
+SMILE_START = 0.45
+CORNER_RAISE_FULL = 1.05
 MOUTH_WIDEN_FULL = 0.7       # cm of extra half width for a full smile / stretch
 MOUTH_NARROW_FULL = 0.7      # cm of lost half width for a full pucker / funnel
 # Brow heights above the eye-corner line.
@@ -162,8 +166,9 @@ class Solver:
         if not np.isfinite(pts).all():
             pts = np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0)
         width, height = image_size or (self.image_width, self.image_height)
-        # Image space -> camera frame (right-handed: x right, y up, z towards camera).
-        cam = pts * np.array([1.0, -1.0, -1.0])
+        # Image space -> camera frame (right-handed: x right, y up, z towards camera),
+        # with Face Mesh's depth brought to the scale of x and y.
+        cam = pts * np.array([1.0, -1.0, -lm.FACE_MESH_DEPTH_SCALE])
         rot, scale, t = self.fit(cam[self.stable])
         aligned = ((cam - t) @ rot) / scale
         lowered = (False, False)
