@@ -76,6 +76,31 @@ class FACEMOCAP_OT_mesh_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class FACEMOCAP_OT_landmark_face_create(bpy.types.Operator):
+    bl_idname = "facemocap.landmark_face_create"
+    bl_label = "Create Landmark Face"
+    bl_description = ("A mesh of the tracker's 478 landmarks that follows the landmarks stream; "
+                      "hook or constrain face bones to its vertices")
+    bl_options = {"UNDO"}
+
+    def execute(self, context):
+        from .landmark_stream import COUNT
+        from .targets import landmarks_to_blender
+
+        latest = session.STATE.landmarks.latest if session.STATE.landmarks is not None else None
+        if latest is not None:
+            points = landmarks_to_blender(latest)
+        else:  # no stream yet: a flat grid until the first frame arrives
+            side = int(COUNT ** 0.5) + 1
+            points = [((i % side) / side - 0.5, 0.0, (i // side) / side - 0.5) for i in range(COUNT)]
+        mesh = bpy.data.meshes.new("FaceMocap Landmarks")
+        mesh.from_pydata([tuple(p) for p in points], [], [])
+        obj = bpy.data.objects.new("FaceMocap Landmarks", mesh)
+        context.scene.collection.objects.link(obj)
+        context.scene.facemocap.landmark_object = obj
+        return {"FINISHED"}
+
+
 def _remove_active(owner, collection: str, active: str) -> None:
     items, index = getattr(owner, collection), getattr(owner, active)
     items.remove(index)
@@ -130,6 +155,7 @@ _classes = (
     FACEMOCAP_OT_mesh_remove,
     FACEMOCAP_OT_remap_add,
     FACEMOCAP_OT_remap_remove,
+    FACEMOCAP_OT_landmark_face_create,
 )
 
 

@@ -116,12 +116,24 @@ class FACEMOCAP_PT_armature(_SidebarPanel, bpy.types.Panel):
         layout.operator("facemocap.autofill_bones", icon="BONE_DATA")
 
 
+class FACEMOCAP_PT_landmarks(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Landmark Face"
+    bl_parent_id = "FACEMOCAP_PT_receiver"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.facemocap
+        self.layout.prop(settings, "landmark_object")
+        self.layout.operator("facemocap.landmark_face_create", icon="MESH_DATA")
+
+
 _classes = (
     FACEMOCAP_UL_meshes,
     FACEMOCAP_UL_remaps,
     FACEMOCAP_PT_receiver,
     FACEMOCAP_PT_meshes,
     FACEMOCAP_PT_armature,
+    FACEMOCAP_PT_landmarks,
 )
 
 

@@ -77,6 +77,10 @@ class FACEMOCAP_PG_settings(bpy.types.PropertyGroup):
     bone_neck: StringProperty(name="Neck", update=_settings_changed)
     bone_left_eye: StringProperty(name="LeftEye", update=_settings_changed)
     bone_right_eye: StringProperty(name="RightEye", update=_settings_changed)
+    landmark_object: PointerProperty(
+        type=bpy.types.Object, name="Landmark face", poll=_is_mesh,
+        description="Mesh whose 478 vertices follow the landmarks stream (facemocap-osc's landmarks preset)",
+    )
     record: BoolProperty(
         name="Record", update=_record_changed,
         description="Keep every frame received; when switched off, write them as Actions",

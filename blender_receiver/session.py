@@ -13,9 +13,11 @@ import time
 
 import bpy
 
+from . import landmark_stream
+from .landmark_stream import LandmarkStream
 from .receiver import Receiver, ReceiverError
 from .takes import Take, write_take
-from .targets import StaleTargets, Targets
+from .targets import StaleTargets, Targets, apply_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ RECEIVING_WINDOW = 1.0  # "receiving" means a frame completed within this long
 class Session:
     def __init__(self):
         self.receiver: Receiver | None = None
+        self.landmarks: LandmarkStream | None = None
         self.error = ""  # why the last start failed, shown in the panel
         self.targets: Targets | None = None
         self.targets_built = 0.0
@@ -85,6 +88,8 @@ def start(scene) -> str:
     settings = scene.facemocap
     stop(scene, finish_take=False)
     receiver = Receiver(settings.host.strip(), settings.port)
+    landmarks = LandmarkStream(receiver.stream.stats)
+    receiver.stream.route(landmark_stream.ADDRESS, landmarks)
     for address, handler in ROUTES.items():
         receiver.stream.route(address, handler)
     try:
@@ -92,7 +97,7 @@ def start(scene) -> str:
     except ReceiverError as error:
         STATE.error = str(error)
         return STATE.error
-    STATE.receiver, STATE.error = receiver, ""
+    STATE.receiver, STATE.landmarks, STATE.error = receiver, landmarks, ""
     STATE.arrivals.clear()
     invalidate_bindings()
     for handlers in _edit_handlers():
@@ -105,7 +110,7 @@ def start(scene) -> str:
 
 def stop(scene=None, finish_take: bool = True) -> None:
     """Release the port. A take in progress is written when the receiver stops."""
-    receiver, STATE.receiver = STATE.receiver, None
+    receiver, STATE.receiver, STATE.landmarks = STATE.receiver, None, None
     if receiver is not None:
         receiver.stop()
     if finish_take and scene is not None and STATE.take is not None:
@@ -136,9 +141,11 @@ def set_recording(scene, on: bool) -> None:
 
 
 def pump(scene):
-    """Drain completed frames, record all of them, apply the newest. Returns it or None."""
+    """Drain completed frames, record all of them, apply the newest. Returns the newest
+    VMC frame, or None (landmark frames are applied and recorded all the same)."""
     if STATE.receiver is None:
         return None
+    _pump_landmarks(scene)
     frames = STATE.receiver.take()
     if not frames:
         return None
@@ -161,6 +168,17 @@ def pump(scene):
         STATE.take.add(newest, resolved)
     STATE.applied += 1
     return newest
+
+
+def _pump_landmarks(scene) -> None:
+    frames = STATE.landmarks.take() if STATE.landmarks is not None else []
+    if not frames:
+        return
+    if STATE.take is not None:
+        STATE.take.add_landmarks(frames)
+    obj = scene.facemocap.landmark_object
+    if obj is not None and obj.type == "MESH":
+        apply_landmarks(obj, frames[-1].points)
 
 
 def _tick():

@@ -9,8 +9,11 @@ samples a second, Bezier handles would only overshoot.
 
 from __future__ import annotations
 
+import struct
+import tempfile
 from array import array
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -32,9 +35,16 @@ class Take:
         self.arrival_times: list[float] = []
         self.shape_keys: dict[tuple[str, str], _Channel] = {}  # (object, key) -> values
         self.bones: dict[tuple[str, str], _Channel] = {}  # (armature, bone) -> (w, x, y, z)
+        self.landmark_times: list[float] = []   # the stream's own times
+        self.landmark_points: list = []          # (478, 3) float32 per landmark frame
 
     def __len__(self) -> int:
         return len(self.arrival_times)
+
+    def add_landmarks(self, frames) -> None:
+        for frame in frames:
+            self.landmark_times.append(frame.time)
+            self.landmark_points.append(frame.points)
 
     def add(self, frame, resolved) -> None:
         index = len(self.arrival_times)
@@ -75,11 +85,11 @@ def write_take(take: Take, scene) -> list[str]:
     """Write the take as Actions; returns one line per Action written (or problem)."""
     import bpy
 
-    if not len(take):
-        return []
     fps = scene.render.fps / scene.render.fps_base
+    report = _write_landmarks(take, scene, fps)
+    if not len(take):
+        return report
     frame_numbers = take.start_frame + take.seconds() * fps
-    report = []
     by_object: dict[str, list] = {}
     for (obj_name, key_name), channel in take.shape_keys.items():
         by_object.setdefault(obj_name, []).append((key_name, channel))
@@ -114,6 +124,50 @@ def write_take(take: Take, scene) -> list[str]:
     if last > scene.frame_end:
         scene.frame_end = last
     return report
+
+
+def _write_landmarks(take: Take, scene, fps: float) -> list[str]:
+    """The landmark face's take as a point cache (.pc2) read by a Mesh Cache modifier:
+    Blender's own way to play back per-vertex animation, far lighter than 1434
+    F-Curves. Samples are resampled linearly to whole scene frames."""
+    import bpy
+
+    from .targets import LANDMARK_CACHE_MODIFIER, landmarks_to_blender
+
+    obj = scene.facemocap.landmark_object
+    if not take.landmark_points:
+        return []
+    if obj is None or obj.type != "MESH" or len(obj.data.vertices) != len(take.landmark_points[0]):
+        return [f"{len(take.landmark_points)} landmark frames were received but there is no landmark face to keep them"]
+    # Stream times share the clock of /VMC/Ext/T; start where the VMC channels start.
+    origin = next((t for t in take.stream_times if t is not None), take.landmark_times[0])
+    times = take.start_frame + (np.asarray(take.landmark_times) - origin) * fps
+    order = np.argsort(times, kind="stable")
+    times = times[order]
+    points = np.stack([landmarks_to_blender(take.landmark_points[i]) for i in order])
+    frames = np.arange(np.ceil(times[0]), np.floor(times[-1]) + 1)
+    if len(frames) == 0:
+        frames = np.array([np.round(times[0])])
+    flat = points.reshape(len(times), -1)
+    samples = np.stack([np.interp(frames, times, flat[:, j]) for j in range(flat.shape[1])], axis=1)
+    samples = samples.reshape(len(frames), -1, 3).astype("<f4")
+
+    folder = Path(bpy.path.abspath("//facemocap_takes")) if bpy.data.filepath else Path(tempfile.gettempdir()) / "facemocap_takes"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{bpy.path.clean_name(obj.name)}_{int(frames[0])}_{len(frames)}.pc2"
+    with open(path, "wb") as f:
+        # PC2: signature, version 1, points, start frame, sample rate, samples; then float32 xyz.
+        f.write(b"POINTCACHE2\0" + struct.pack("<iiffi", 1, samples.shape[1], 0.0, 1.0, len(frames)))
+        f.write(samples.tobytes())
+    modifier = obj.modifiers.get(LANDMARK_CACHE_MODIFIER) or obj.modifiers.new(LANDMARK_CACHE_MODIFIER, "MESH_CACHE")
+    modifier.cache_format = "PC2"
+    modifier.filepath = str(path)
+    modifier.frame_start = float(frames[0])
+    modifier.show_viewport = True
+    last = int(frames[-1])
+    if last > scene.frame_end:
+        scene.frame_end = last
+    return [f"{obj.name}: {_count(len(take.landmark_points), 'landmark frame')} -> {path.name}"]
 
 
 def _count(n: int, noun: str) -> str:

@@ -158,6 +158,34 @@ def set_rotation(pose_bone, rotation: Quaternion) -> None:
         pose_bone.rotation_euler = rotation.to_euler(mode, pose_bone.rotation_euler)
 
 
+# The landmark face: one image width is this many metres. Image x (right) is the
+# character's left (+X), y (down) is -Z, depth (away from the camera) is +Y; the
+# object's origin is the image's horizontal centre, half an image width below its top.
+LANDMARK_SCALE = 1.0
+LANDMARK_CACHE_MODIFIER = "FaceMocap take"
+
+
+def landmarks_to_blender(points):
+    """(478, 3) landmark-stream coordinates -> object-space vertex positions."""
+    import numpy as np
+
+    p = np.asarray(points, dtype=np.float32)
+    return np.stack([(p[:, 0] - 0.5), p[:, 2], (0.5 - p[:, 1])], axis=1) * LANDMARK_SCALE
+
+
+def apply_landmarks(obj, points) -> None:
+    """Move the landmark face's vertices. A recorded take's cache modifier would hide
+    live motion, so it is switched off while live landmarks arrive."""
+    mesh = obj.data
+    if len(mesh.vertices) != len(points):
+        return  # not a landmark face (any more): leave it alone
+    mesh.vertices.foreach_set("co", landmarks_to_blender(points).ravel())
+    mesh.update()
+    cache = obj.modifiers.get(LANDMARK_CACHE_MODIFIER)
+    if cache is not None and cache.show_viewport:
+        cache.show_viewport = False
+
+
 @dataclass
 class Resolved:
     meshes: list[tuple[MeshTarget, dict[int, float]]] = field(default_factory=list)

@@ -499,7 +499,8 @@ def draw_panels(blender_addon, scene):
     panels = importlib.import_module(blender_addon.__name__ + ".panels")
     lines = []
     context = bpy.context
-    for panel in (panels.FACEMOCAP_PT_receiver, panels.FACEMOCAP_PT_meshes, panels.FACEMOCAP_PT_armature):
+    for panel in (panels.FACEMOCAP_PT_receiver, panels.FACEMOCAP_PT_meshes, panels.FACEMOCAP_PT_armature,
+                  panels.FACEMOCAP_PT_landmarks):
         lines.append(f"== {panel.bl_label}")
         panel.draw(type("P", (), {"layout": RecordingLayout(lines)})(), context)
     return lines
@@ -590,3 +591,80 @@ def test_stopping_while_recording_writes_the_take(session, blender_scene):
     assert not scene.facemocap.record and session.STATE.take is None
     assert session.STATE.last_take == ["Face FaceMocap: 1 shape key, 3 frames"]
     assert len(fcurves_of(mesh.data.shape_keys)[0].keyframe_points) == 3
+
+
+# --- the landmark face --------------------------------------------------------------
+
+
+def landmark_datagrams(frame, t, points, chunk=100):
+    """The landmarks preset's messages: /facemocap/landmarks i frame, f time, i first, i count, b blob."""
+    out = []
+    for first in range(0, len(points), chunk):
+        part = np.asarray(points[first:first + chunk], dtype="<f4")
+        message = OscMessageBuilder("/facemocap/landmarks")
+        for arg, kind in ((frame, "i"), (float(t), "f"), (first, "i"), (len(part), "i"), (part.tobytes(), "b")):
+            message.add_arg(arg, kind)
+        out.append(message.build().dgram)
+    return out
+
+
+def face_points(k=0.0):
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0.3, 0.7, (478, 3)).astype(np.float32)
+    base[:, 2] -= 0.5
+    return base + np.float32(k) * np.array([0.01, 0.0, 0.0], np.float32)
+
+
+def test_the_landmark_face_follows_the_stream_and_bad_chunks_are_counted(session, blender_addon, blender_scene):
+    import bpy
+
+    targets = importlib.import_module(blender_addon.__name__ + ".targets")
+    scene = blender_scene
+    scene.facemocap.port = free_port()
+    assert bpy.ops.facemocap.landmark_face_create() == {"FINISHED"}
+    face = scene.facemocap.landmark_object
+    assert face is not None and len(face.data.vertices) == 478
+    start(session, scene)
+    bad = OscMessageBuilder("/facemocap/landmarks")
+    for arg, kind in ((1, "i"), (0.0, "f"), (470, "i"), (20, "i"), (b"\x00" * 240, "b")):  # runs past 478
+        bad.add_arg(arg, kind)
+    points = face_points()
+    send(scene.facemocap.port, bad.build().dgram, *landmark_datagrams(2, 0.5, points))
+    deadline = time.monotonic() + 5
+    while session.STATE.landmarks.latest is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    session.pump(scene)
+    co = np.empty(478 * 3, np.float32)
+    face.data.vertices.foreach_get("co", co)
+    assert co.reshape(478, 3) == pytest.approx(targets.landmarks_to_blender(points), abs=1e-6)
+    assert session.STATE.receiver.stats.bad_messages == 1
+
+
+def test_a_landmark_take_plays_back_from_a_point_cache(session, blender_scene):
+    import bpy
+
+    scene = blender_scene
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    scene.frame_current = 1
+    scene.facemocap.port = free_port()
+    bpy.ops.facemocap.landmark_face_create()
+    face = scene.facemocap.landmark_object
+    start(session, scene)
+    scene.facemocap.record = True
+    for i in range(30):
+        send(scene.facemocap.port, *landmark_datagrams(i, 5.0 + i / 30, face_points(i)))
+        if i % 10 == 9:
+            deadline = time.monotonic() + 5
+            while len(session.STATE.take.landmark_times) < i + 1 and time.monotonic() < deadline:
+                session.pump(scene)
+                time.sleep(0.002)
+    scene.facemocap.record = False
+    assert any("30 landmark frames" in line for line in session.STATE.last_take), session.STATE.last_take
+    session.stop(scene)
+    cache = face.modifiers["FaceMocap take"]
+    assert cache.type == "MESH_CACHE" and cache.cache_format == "PC2" and cache.show_viewport
+    targets = importlib.import_module(session.__name__.rsplit(".", 1)[0] + ".targets")
+    for frame in (1, 11, 30):
+        scene.frame_set(frame)
+        co = np.array([v.co[:] for v in face.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.vertices])
+        assert co == pytest.approx(targets.landmarks_to_blender(face_points(frame - 1)), abs=1e-5)
