@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 39539
+DEFAULT_PRESET = "vmc"
 EXIT_USAGE = 2
 
 log = logging.getLogger("facemocap")
@@ -58,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="facemocap-osc",
         description="Track a face with MediaPipe Face Mesh and send it as VMC-protocol OSC "
-                    "(52 ARKit blendshapes, VRM presets, head, neck and eye bones) over UDP.",
+                    "(52 ARKit blendshapes, VRM presets, head, neck and eye bones) over UDP, "
+                    "or in other dialects through output presets (`facemocap-osc presets` lists them).",
         epilog="Examples:\n"
                "  facemocap-osc                           webcam 0 -> 127.0.0.1:39539\n"
                "  facemocap-osc --demo                    synthetic face, no camera needed\n"
@@ -66,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                "  facemocap-osc --backend landmarker --model face_landmarker.task\n"
                "  facemocap-osc --calibrate 2 --profile alice   capture a neutral face, save it\n"
                "  facemocap-osc --profile alice               use the saved neutral face\n"
-               "Exit codes: 0 done or stopped with Ctrl-C, 2 bad input (camera, file, option).",
+               "  facemocap-osc presets                   list the output presets\n"
+               "  facemocap-osc --preset vrchat           VRChat's OSC on 127.0.0.1:9000\n"
+               "  facemocap-osc --target vmc --target osc@127.0.0.1:7000   two receivers at once\n"
+               "Exit codes: 0 done or stopped with Ctrl-C, 1 --record failed while running, "
+               "2 bad input (camera, file, option, a damaged --replay take).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -80,8 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a folder or glob of images, in file-name order, one frame each")
     one.add_argument("--demo", action="store_true",
                      help="a built-in synthetic animated face: needs no camera and no model")
+    one.add_argument("--replay", metavar="TAKE",
+                     help="a take recorded with --record (.jsonl or .jsonl.gz), at its original timing")
     src.add_argument("--fast", action="store_true",
-                     help="process --video/--demo as fast as possible instead of in real time")
+                     help="process --video/--demo/--replay as fast as possible instead of in real time")
+    src.add_argument("--record", metavar="PATH",
+                     help="also save the take (landmarks and solved values) to PATH: .jsonl or .jsonl.gz")
     src.add_argument("--fps", type=_positive_float, default=30.0,
                      help="frame rate of --images and --demo (default: 30)")
     src.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
@@ -96,15 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which blendshape values go out: our solver's, or the landmarker "
                           "model's (default: model when the backend provides them)")
 
-    out = p.add_argument_group("output (VMC protocol over UDP)")
-    out.add_argument("--host", default=DEFAULT_HOST, help=f"receiver address (default: {DEFAULT_HOST})")
-    out.add_argument("--port", default=str(DEFAULT_PORT), help=f"receiver UDP port (default: {DEFAULT_PORT})")
+    out = p.add_argument_group("output (UDP; VMC protocol unless a preset says otherwise)")
+    out.add_argument("--preset", metavar="NAME_OR_PATH",
+                     help=f"output preset: a shipped one (vmc, vrm1, vrchat, osc, landmarks: see "
+                          f"`facemocap-osc presets`) or a .toml file (default: {DEFAULT_PRESET})")
+    out.add_argument("--host", help=f"receiver address (default: the preset's, {DEFAULT_HOST} for the shipped ones)")
+    out.add_argument("--port", help=f"receiver UDP port (default: the preset's, {DEFAULT_PORT} for vmc)")
+    out.add_argument("--target", action="append", metavar="PRESET[@HOST[:PORT]]",
+                     help="send to this receiver through this preset; repeat for several receivers "
+                          "(instead of --preset/--host/--port), e.g. --target vmc --target osc@127.0.0.1:7000")
     out.add_argument("--no-bundle", action="store_true",
                      help="send plain OSC messages instead of bundles, for receivers that can't take bundles")
-    out.add_argument("--arkit-names", choices=("pascal", "camel"), default="pascal",
-                     help="perfect-sync clip names: EyeBlinkLeft (pascal, default) or eyeBlinkLeft (camel)")
-    out.add_argument("--vrm-names", choices=("0", "1"), default="0",
-                     help="expression names: VRM 0.x presets A, Blink_L ... (0, default) or VRM 1.0 aa, blinkLeft ... (1)")
+    out.add_argument("--arkit-names", choices=("pascal", "camel"), default=None,
+                     help="VMC presets: perfect-sync clip names EyeBlinkLeft (pascal, the default) or eyeBlinkLeft (camel)")
+    out.add_argument("--vrm-names", choices=("0", "1"), default=None,
+                     help="VMC presets: expression names VRM 0.x A, Blink_L ... (0, vmc's) or VRM 1.0 aa, blinkLeft ... (1)")
     out.add_argument("--mirror", action="store_true",
                      help="mirror the avatar: your left becomes its right (default: it copies your sides)")
 
@@ -142,6 +160,12 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["presets"]:
+        return _list_presets(argv[1:])
+    if argv[:1] == ["export"]:
+        from bridge.export import main as export_main
+        return export_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="facemocap-osc: %(message)s", stream=sys.stderr)
@@ -155,8 +179,136 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _list_presets(extra: list[str]) -> int:
+    """`facemocap-osc presets`: one line per shipped preset, with its description."""
+    from bridge.outputs import PresetError, load_preset, presets_dir, shipped_presets
+    if extra:
+        print(f"facemocap-osc: error: `facemocap-osc presets` takes no arguments, got {' '.join(extra)!r}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    names = shipped_presets()
+    if not names:
+        print(f"facemocap-osc: error: no presets found in {presets_dir()}", file=sys.stderr)
+        return EXIT_USAGE
+    width = max(map(len, names))
+    try:
+        for name in names:
+            preset = load_preset(name)
+            print(f"{name:<{width}}  {preset.description}")
+        sys.stdout.flush()
+    except PresetError as error:
+        print(f"facemocap-osc: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:   # `facemocap-osc presets | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+@dataclass
+class TargetSpec:
+    """One receiver as the command line gave it: a preset, maybe a host and a port."""
+    preset: str
+    host: str | None = None
+    port: str | None = None
+    text: str = ""            # as given, for errors
+
+
+def parse_target(text: str) -> TargetSpec:
+    """PRESET[@HOST[:PORT]]; HOST may be [IPv6] (with a port) or bare IPv6 (without)."""
+    def bad(why: str):
+        raise UsageError(f"invalid --target {text!r}: {why} (expected PRESET[@HOST[:PORT]], "
+                         f"e.g. osc@127.0.0.1:7000)")
+    preset, at, where = text.rpartition("@")
+    if not at:
+        preset, where = text, ""
+    if not preset.strip():
+        bad("no preset")
+    host = port = None
+    if at:
+        if not where:
+            bad("nothing after '@'")
+        if where.startswith("["):
+            inside, close, rest = where[1:].partition("]")
+            if not close or not inside:
+                bad("the host in [...] is empty or not closed")
+            host = inside
+            if rest:
+                if not rest.startswith(":") or len(rest) == 1:
+                    bad("expected :PORT after ']'")
+                port = rest[1:]
+        elif where.count(":") == 1:
+            host, port = where.split(":")
+            if not port:
+                bad("no port after ':'")
+            host = host or None         # "osc@:7000": the preset's host
+        else:
+            host = where
+    return TargetSpec(preset.strip(), host, port, text)
+
+
+def _target_specs(args) -> list[TargetSpec]:
+    if args.target:
+        given = [o for o, v in (("--preset", args.preset), ("--host", args.host), ("--port", args.port)) if v]
+        if given:
+            raise UsageError(f"--target cannot be combined with {', '.join(given)}: "
+                             f"give each receiver as --target PRESET@HOST:PORT")
+        return [parse_target(t) for t in args.target]
+    return [TargetSpec(args.preset or DEFAULT_PRESET, args.host, args.port, args.preset or DEFAULT_PRESET)]
+
+
+def _preset_overrides(args) -> dict:
+    overrides = {}
+    if args.no_bundle:
+        overrides["bundle"] = False
+    if args.arkit_names:
+        overrides["names"] = args.arkit_names
+    if args.vrm_names:
+        overrides["vrm_names"] = args.vrm_names
+    return overrides
+
+
+def _open_outputs(args, stack) -> list:
+    """The receivers' encoders and sockets; any that can't be set up is a UsageError."""
+    from bridge.outputs import PresetError, load_preset
+    from bridge.pipeline import Output
+    from bridge.send import TargetError, UdpTarget, parse_port
+    specs = _target_specs(args)
+    overrides = _preset_overrides(args)
+    presets, encoders = [], []
+    for spec in specs:
+        try:
+            presets.append(load_preset(spec.preset, overrides=overrides))
+            encoders.append(presets[-1].encoder())
+        except PresetError as error:
+            raise UsageError(f"--target {spec.text!r}: {error}" if args.target else str(error)) from None
+    if (args.arkit_names or args.vrm_names) and not any(p.protocol == "vmc" for p in presets):
+        option = "--arkit-names" if args.arkit_names else "--vrm-names"
+        raise UsageError(f"{option} is for VMC presets (vmc, vrm1), and no target uses one")
+    outputs = []
+    for spec, preset, encoder in zip(specs, presets, encoders):
+        try:
+            port = parse_port(spec.port) if spec.port is not None else preset.port
+            target = stack.enter_context(UdpTarget(spec.host or preset.host, port))
+        except TargetError as error:
+            raise UsageError(f"--target {spec.text!r}: {error}" if args.target else str(error)) from None
+        outputs.append(Output(encoder, target, label=f"{preset.name}@{target.address}", preset=preset))
+    return outputs
+
+
+def _describe(output) -> str:
+    preset = output.preset
+    kind = "VMC" if preset.protocol == "vmc" else "OSC"
+    framing = "bundles" if preset.bundle else "plain messages"
+    if preset.protocol == "osc" and not preset.channels and not preset.messages:
+        framing = "landmarks only"
+    return f"{output.label} ({kind}, {framing})"
+
+
 def _open_source(args):
     from bridge import sources
+    if args.replay:
+        from bridge.record import open_replay
+        return open_replay(args.replay, paced=not args.fast)
     if args.demo:
         return sources.open_demo(fps=args.fps, paced=not args.fast)
     if args.video:
@@ -270,30 +422,32 @@ def _log_calibration_plan(calibration: CalibrationArgs, control) -> None:
 
 
 def _run(args) -> int:
+    with contextlib.ExitStack() as stack:   # closes the targets' sockets however the run ends
+        return _run_with(args, stack)
+
+
+def _run_with(args, stack) -> int:
     from bridge import sources, tracking
     from bridge.calibrate import DEFAULT_CAPTURE_SECONDS
-    from bridge.send import TargetError, UdpTarget, parse_port
-    from bridge.vmc import VmcEncoder, VmcOptions
     from bridge.pipeline import Limits, StatusLine, run
 
     if args.backend == "landmarker" and not args.model:
         raise UsageError("--backend landmarker needs --model PATH (a face_landmarker.task file)")
     if args.blendshapes == "model" and args.backend != "landmarker":
         raise UsageError("--blendshapes model needs --backend landmarker (Face Mesh has no blendshape model)")
+    if args.replay and args.backend != "facemesh":
+        raise UsageError("--replay re-solves the take's landmarks: it takes no --backend landmarker or --model")
     calibration = _check_calibration(args)
-    try:
-        target = UdpTarget(args.host, parse_port(args.port))
-    except TargetError as error:
-        raise UsageError(str(error)) from None
-    encoder = VmcEncoder(VmcOptions(arkit_names=args.arkit_names, bundle=not args.no_bundle,
-                                    vrm_names=args.vrm_names))
+    outputs = _open_outputs(args, stack)
     shaper = _prepare_shaper(args, calibration)
     try:
         source = _open_source(args)
     except sources.SourceError as error:
         raise UsageError(str(error)) from None
-    control = None
+    control = recorder = None
     try:
+        use_model = args.backend == "landmarker" and args.blendshapes != "solver"
+        recorder = _open_recorder(args, source, use_model)
         try:
             tracker = tracking.open_tracker(args.backend, model_path=args.model, static=source.static)
         except tracking.TrackingError as error:
@@ -305,18 +459,16 @@ def _run(args) -> int:
                 preview = Preview()
             except PreviewError as error:
                 raise UsageError(str(error)) from None
-        use_model = args.backend == "landmarker" and args.blendshapes != "solver"
         # Opened last: everything that can refuse to start has been checked already.
         control = _open_control(calibration)
-        log.info("%s -> %s (VMC, %s)", source.name, target.address,
-                 "bundles" if not args.no_bundle else "plain messages")
+        log.info("%s -> %s", source.name, ", ".join(_describe(o) for o in outputs))
         _log_calibration_plan(calibration, control)
         try:
-            stats = run(source, tracker, shaper, encoder, target, use_model_blendshapes=use_model,
+            stats = run(source, tracker, shaper, outputs=outputs, use_model_blendshapes=use_model,
                         limits=Limits(frames=args.frames, duration=args.duration),
                         status=StatusLine(enabled=not args.quiet), preview=preview, control=control,
                         calibrate_seconds=calibration.seconds or DEFAULT_CAPTURE_SECONDS,
-                        on_calibrated=_profile_saver(calibration.profile))
+                        on_calibrated=_profile_saver(calibration.profile), recorder=recorder)
         except sources.SourceError as error:
             raise UsageError(str(error)) from None
         finally:
@@ -324,16 +476,46 @@ def _run(args) -> int:
             if preview is not None:
                 preview.close()
     finally:
+        if recorder is not None:
+            _close_recorder(recorder)
         if control is not None:
             control.close()
             if control.malformed:
                 log.info("the control port ignored %d malformed message(s); --verbose shows them",
                          control.malformed)
         source.close()
-        target.close()
     if shaper.calibrator.capturing:
         log.warning("the run ended before the calibration finished%s",
                     f": profile '{calibration.profile}' not saved" if calibration.profile else "")
-    log.info("done: %d frames, face in %d, %d datagrams sent", stats.frames, stats.faces,
-             target.sent_datagrams)
-    return 0
+    sent = sum(o.target.sent_datagrams for o in outputs)
+    per_target = "" if len(outputs) == 1 else " (" + ", ".join(
+        f"{o.label}: {o.target.sent_datagrams}" for o in outputs) + ")"
+    failed = [f"{o.label}: {o.target.failed_datagrams}" for o in outputs if o.target.failed_datagrams]
+    log.info("done: %d frames, face in %d, %d datagrams sent%s%s", stats.frames, stats.faces, sent, per_target,
+             f"; not delivered: {', '.join(failed)}" if failed else "")
+    if getattr(source, "error", None):   # a damaged take: what was valid was replayed
+        print(f"facemocap-osc: error: {source.error}", file=sys.stderr)
+        return 2
+    return 1 if stats.record_error else 0
+
+
+def _close_recorder(recorder) -> None:
+    from bridge.record import RecordError
+    try:
+        recorder.close()
+    except RecordError as error:
+        log.error("%s", error)
+
+
+def _open_recorder(args, source, use_model: bool):
+    """The --record writer, opened before any frame so a bad path fails at start."""
+    if not args.record:
+        return None
+    from bridge.record import RecordError, TakeWriter, source_header
+    backend = "demo" if args.demo else args.backend
+    try:
+        return TakeWriter.open(args.record, source_header(
+            source, backend=backend, description=f"images {args.images}" if args.images else None,
+            blendshapes="model" if use_model else "solver"))
+    except RecordError as error:
+        raise UsageError(str(error)) from None

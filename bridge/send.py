@@ -37,7 +37,10 @@ class UdpTarget:
             reason = getattr(e, "strerror", None) or str(e)
             raise TargetError(f"cannot resolve host {host!r}: {reason}") from None
         self.host, self.port = sockaddr[0], port
-        self._sock = socket.socket(family, kind, proto)
+        try:
+            self._sock = socket.socket(family, kind, proto)
+        except OSError as e:
+            raise TargetError(f"cannot open a UDP socket for {host!r}: {e.strerror or e}") from None
         # Never stall the frame loop on a full send buffer: drop instead (EAGAIN).
         self._sock.setblocking(False)
         self.sent_datagrams = self.sent_bytes = self.failed_datagrams = 0

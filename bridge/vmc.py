@@ -69,11 +69,16 @@ def to_unity_quats(quats: np.ndarray) -> np.ndarray:
 
 def bone_rotations(state: FaceState) -> np.ndarray:
     """Local Unity rotations (x, y, z, w), one row per bone in BONES order, for a sanitized state."""
-    head = angles_to_quat(*state.head_angles)
+    return bone_rotations_from(state.head_angles, state.eye_angles)
+
+
+def bone_rotations_from(head_angles, eye_angles) -> np.ndarray:
+    """bone_rotations() from the angles alone: head (yaw, pitch, roll), eyes ((yaw, pitch) left, right)."""
+    head = angles_to_quat(*head_angles)
     neck = slerp_from_identity(head, NECK_SHARE)
     # Neck * Head-local == the measured head rotation.
     head_local = quat_multiply(quat_conjugate(neck), head)
-    (left_yaw, left_pitch), (right_yaw, right_pitch) = state.eye_angles
+    (left_yaw, left_pitch), (right_yaw, right_pitch) = np.reshape(eye_angles, (2, 2))
     left_eye = angles_to_quat(left_yaw, left_pitch)
     right_eye = angles_to_quat(right_yaw, right_pitch)
     return to_unity_quats([neck, head_local, left_eye, right_eye])
@@ -88,14 +93,20 @@ def _build(address: str, args: tuple) -> OscMessage:
 
 
 class VmcEncoder:
-    def __init__(self, options: VmcOptions = VmcOptions()):
+    """`blend_names` replaces the default clip list (the VRM names, then the ARKit names);
+    such an encoder is fed with encode_floats(), since the values are the caller's
+    (bridge.outputs: presets)."""
+
+    def __init__(self, options: VmcOptions = VmcOptions(), *, blend_names: tuple[str, ...] | None = None):
         if options.arkit_names not in ("pascal", "camel"):
             raise ValueError(f"arkit_names must be 'pascal' or 'camel', not {options.arkit_names!r}")
         self.options = options
         if options.vrm_names not in ("0", "1"):
             raise ValueError(f"vrm_names must be '0' or '1', not {options.vrm_names!r}")
         arkit = ARKIT_NAMES if options.arkit_names == "camel" else tuple(map(pascal_case, ARKIT_NAMES))
-        self.blend_names = (VRM0_NAMES if options.vrm_names == "0" else VRM1_NAMES) + arkit
+        self._custom_names = blend_names is not None
+        self.blend_names = tuple(blend_names) if self._custom_names else \
+            (VRM0_NAMES if options.vrm_names == "0" else VRM1_NAMES) + arkit
 
         # Each message: (address, constant leading args, number of changing trailing floats).
         bone_msgs = [("/VMC/Ext/Bone/Pos", (b, *map(float, BONE_POSITIONS[b])), _QUAT) for b in BONES]
@@ -131,6 +142,8 @@ class VmcEncoder:
 
     def frame_floats(self, state: FaceState, time: float) -> np.ndarray:
         """The frame's changing floats in layout order: time, bone quaternions, blend values."""
+        if self._custom_names:
+            raise TypeError("an encoder with its own blend_names takes its values through encode_floats()")
         s = state.sanitized()
         return np.concatenate([
             [time if np.isfinite(time) else 0.0],
@@ -144,8 +157,15 @@ class VmcEncoder:
     def encode(self, state: FaceState, *, time: float, tracking: bool,
                calibration_state: int = CALIBRATED) -> list[bytes]:
         """`calibration_state` goes out in /VMC/Ext/OK: 2 while calibrating, 3 after."""
+        return self.encode_floats(self.frame_floats(state, time), tracking=tracking,
+                                  calibration_state=calibration_state)
+
+    def encode_floats(self, floats: np.ndarray, *, tracking: bool,
+                      calibration_state: int = CALIBRATED) -> list[bytes]:
+        """The datagrams for the frame's changing floats in layout order (see frame_floats):
+        float_count finite values, time first, then the bone quaternions, then blend_names' values."""
         frame = self._template(bool(tracking), calibration_state).copy()
-        frame[self._float_index] = self.frame_floats(state, time).astype(">f4").view(np.uint8)
+        frame[self._float_index] = np.asarray(floats, dtype=float).astype(">f4").view(np.uint8)
         data = frame.tobytes()
         return [data[start:end] for start, end in self._spans]
 

@@ -282,3 +282,44 @@ def test_an_explicit_busy_control_port_exits_2_with_one_line():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "already in use" in lines[0] and "--control-port" in lines[0], proc.stderr
+
+
+# --- --record and --replay through the console script ---------------------------------
+
+
+def test_record_then_replay_twice_sends_identical_bytes(tmp_path):
+    take = tmp_path / "take.jsonl.gz"
+    proc, live = run_tracker("--demo", "--fast", "--frames", "45", "--record", str(take), "--control-port", "0")
+    assert proc.returncode == 0, proc.stderr
+    first_proc, first = run_tracker("--replay", str(take), "--fast", "--control-port", "0")
+    second_proc, second = run_tracker("--replay", str(take), "--fast", "--control-port", "0")
+    assert first_proc.returncode == second_proc.returncode == 0, first_proc.stderr + second_proc.stderr
+    assert len(frames_from(first)) == 45
+    assert first == second   # byte for byte, datagram for datagram
+
+
+def test_a_damaged_take_replays_what_is_valid_and_exits_2(tmp_path):
+    take = tmp_path / "take.jsonl"
+    proc, _ = run_tracker("--demo", "--fast", "--frames", "20", "--record", str(take), "--control-port", "0")
+    assert proc.returncode == 0, proc.stderr
+    lines = take.read_text().splitlines()
+    take.write_text("\n".join(lines[:11]) + "\n" + lines[11][:300])   # header + 10 frames + a cut line
+    proc, datagrams = run_tracker("--replay", str(take), "--fast", "--control-port", "0")
+    assert proc.returncode == 2
+    assert len(frames_from(datagrams)) == 10
+    assert proc.stderr.strip().splitlines()[-1] == "facemocap-osc: error: take.jsonl line 12: incomplete last line (the recording was cut off)"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--record", "/no/such/folder/take.jsonl"], "folder '/no/such/folder' does not exist"),
+    (["--record", "take.txt"], "take.txt"),
+    (["--replay", "/no/such/take.jsonl"], "/no/such/take.jsonl"),
+])
+def test_bad_record_and_replay_paths_fail_at_start(tmp_path, args, expected):
+    args = [a if not a.startswith("take.") else str(tmp_path / a) for a in args]
+    source = [] if "--replay" in args else ["--demo"]
+    proc = subprocess.run([*tracker_command(), *source, "--frames", "5", "--quiet", "--control-port", "0", *args],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr

@@ -1,0 +1,905 @@
+"""Batch export: videos, image folders and recorded takes -> files, as fast as possible.
+
+    facemocap-osc export INPUT [INPUT ...] -o OUT --format livelink-csv|csv|json
+                         [-j N] [--backend facemesh|landmarker] [--model PATH]
+                         [--blendshapes solver|model] [--force] [--quiet] [--verbose]
+
+Every frame goes through the same stages as the live bridge, without pacing:
+source -> tracker (tracking mode for a video, static mode for images) -> Solver
+(given the frame's capture time) -> Shaper with the default ShapeOptions (the same
+One Euro filter and face-loss handling as live) -> one row. A take (``.jsonl`` /
+``.jsonl.gz``, read with ``bridge.record.read_take``) already holds landmarks: it
+skips tracking and is re-solved and re-shaped from them, so an export of a take
+matches an export of the video it was recorded from, whatever smoothing the take
+was recorded with. Stored solved values are not used.
+
+Frames without a face get a row like every other frame (importers expect one row
+per frame): the values the live stream would send, i.e. the last face held for
+0.3 s, then eased to neutral over 0.5 s, neutral before the first face. ``csv`` and
+``json`` say per frame whether a face was seen (``found``).
+
+Live Link Face CSV conventions (checked against takes recorded by Epic's Live Link
+Face app, published in alexdjulin/LiveLinkFace-CSV-Retarget-For-Motionbuilder:
+anim/S07-001.csv, anim/alex_rom_3.csv, csv/facial.csv):
+
+* header ``Timecode,BlendShapeCount,`` then the 52 ARKit shapes in PascalCase in
+  ARKit's order, except that the app writes ``JawRight,JawLeft`` and
+  ``MouthRight,MouthLeft`` (in that order), then HeadYaw, HeadPitch, HeadRoll,
+  LeftEyeYaw, LeftEyePitch, LeftEyeRoll, RightEyeYaw, RightEyePitch, RightEyeRoll.
+  Each of our values goes under the column of its own name.
+* BlendShapeCount is 61 on every row (52 shapes + 9 rotations).
+* Timecode ``HH:MM:SS:FF.fff`` with FF counted at 60 frames per second whatever the
+  take's rate (a 30 fps take steps FF by 2) and ``.fff`` the sub-frame in
+  thousandths of a frame, not milliseconds. The app writes the time of day; we
+  write the frame's media time from 00:00:00:00.000.
+* Rotations in radians. Yaw is negative towards the side the columns call Left
+  (gaze with EyeLookOutLeft / EyeLookInRight high gives negative eye yaws in the
+  takes), pitch is negative looking up (EyeLookUp high gives negative pitches).
+  The takes have no head rotation; Unreal's ARKit conversion
+  (AppleARKitFaceMeshConversion.h, ToBlendShapeMap) derives the head and the eye
+  curves the same way, which also makes HeadRoll positive tilting towards the
+  Left shoulder. Eye roll is 0 (we do not measure it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import json
+import logging
+import math
+import multiprocessing
+import os
+import queue
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState, pascal_case
+
+PROG = "facemocap-osc export"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+FORMATS = ("livelink-csv", "csv", "json")
+EXTENSIONS = {"livelink-csv": ".csv", "csv": ".csv", "json": ".json"}
+TAKE_SUFFIXES = (".jsonl", ".jsonl.gz")
+IMAGE_FPS = 30.0          # image folders: frame i is at i / 30 s, as live with --fps 30
+TAKE_SIZE = (640, 480)    # image size assumed for a take whose header gives none
+
+log = logging.getLogger("facemocap.export")
+
+# --------------------------------------------------------------------------- Live Link Face
+
+LIVELINK_TIMECODE_RATE = 60
+LIVELINK_BLENDSHAPE_COUNT = 61
+# The app's column order: ARKit's, with JawRight/JawLeft and MouthRight/MouthLeft swapped.
+LIVELINK_SHAPES = (
+    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft",
+    "EyeSquintLeft", "EyeWideLeft",
+    "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
+    "EyeSquintRight", "EyeWideRight",
+    "JawForward", "JawRight", "JawLeft", "JawOpen",
+    "MouthClose", "MouthFunnel", "MouthPucker", "MouthRight", "MouthLeft",
+    "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft", "MouthFrownRight",
+    "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight",
+    "MouthRollLower", "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper",
+    "MouthPressLeft", "MouthPressRight", "MouthLowerDownLeft", "MouthLowerDownRight",
+    "MouthUpperUpLeft", "MouthUpperUpRight",
+    "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight",
+    "CheekPuff", "CheekSquintLeft", "CheekSquintRight",
+    "NoseSneerLeft", "NoseSneerRight",
+    "TongueOut",
+)
+LIVELINK_ROTATIONS = (
+    "HeadYaw", "HeadPitch", "HeadRoll",
+    "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
+    "RightEyeYaw", "RightEyePitch", "RightEyeRoll",
+)
+LIVELINK_HEADER = ("Timecode", "BlendShapeCount") + LIVELINK_SHAPES + LIVELINK_ROTATIONS
+_PASCAL_INDEX = {pascal_case(name): i for i, name in enumerate(ARKIT_NAMES)}
+_LIVELINK_ORDER = np.array([_PASCAL_INDEX[name] for name in LIVELINK_SHAPES])
+assert sorted(_LIVELINK_ORDER.tolist()) == list(range(len(ARKIT_NAMES)))
+
+
+def livelink_timecode(seconds: float, rate: int = LIVELINK_TIMECODE_RATE) -> str:
+    """``HH:MM:SS:FF.fff`` as Live Link Face writes it: FF frames at ``rate`` per
+    second, then the sub-frame in thousandths of a frame (00:00:00:02.400 is 1/25 s)."""
+    if not math.isfinite(seconds) or seconds < 0:
+        seconds = 0.0
+    ticks = int(round(seconds * rate * 1000))        # thousandths of a timecode frame
+    frames, sub = divmod(ticks, 1000)
+    whole_seconds, ff = divmod(frames, rate)
+    minutes, ss = divmod(whole_seconds, 60)
+    hh, mm = divmod(minutes, 60)
+    return f"{hh:02d}:{mm:02d}:{ss:02d}:{ff:02d}.{sub:03d}"
+
+
+def livelink_rotations(state: FaceState) -> list[float]:
+    """Our degrees (yaw + = own left, pitch + = up, roll + = towards the own left
+    shoulder) -> Live Link Face's nine rotation curves in radians (see module doc)."""
+    yaw, pitch, roll = (float(v) for v in state.head_angles)
+    (left_yaw, left_pitch), (right_yaw, right_pitch) = np.asarray(state.eye_angles, float).tolist()
+    r = math.radians
+    return [-r(yaw), -r(pitch), r(roll),
+            -r(left_yaw), -r(left_pitch), 0.0,
+            -r(right_yaw), -r(right_pitch), 0.0]
+
+
+def livelink_row(time_s: float, state: FaceState) -> list[str]:
+    values = np.asarray(state.blendshapes, float)[_LIVELINK_ORDER].tolist() + livelink_rotations(state)
+    return [livelink_timecode(time_s), str(LIVELINK_BLENDSHAPE_COUNT)] + [_fixed(v, 10) for v in values]
+
+
+# --------------------------------------------------------------------------- plain csv / json
+
+CSV_COLUMNS = (
+    ("frame", "time", "found") + ARKIT_NAMES + VRM0_NAMES
+    + ("headYaw", "headPitch", "headRoll", "headX", "headY", "headZ",
+       "leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch")
+)
+UNITS = {
+    "time": "seconds (the frame's capture time: media time for videos and image folders)",
+    "blendshapes": "0..1, ARKit names, Left/Right = the subject's own sides",
+    "vrm": "0..1, VRM 0.x preset names",
+    "head angles": "degrees; yaw + = turns to own left, pitch + = up, roll + = tilts to own left",
+    "head position": "metres, camera at the origin; x + = own left, y + = up, z + = towards the camera",
+    "eye angles": "degrees, relative to the head; yaw + = looks to own left, pitch + = up",
+}
+
+
+def _fixed(value: float, digits: int) -> str:
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
+def _state_values(state: FaceState) -> list[float]:
+    return np.concatenate([state.blendshapes, state.vrm, state.head_angles, state.head_position,
+                           np.ravel(state.eye_angles)]).astype(float).tolist()
+
+
+class _Writer:
+    def __init__(self, stream: io.TextIOBase, info: dict):
+        self.stream = stream
+        self.info = info
+
+    def frame(self, index: int, time_s: float, found: bool, state: FaceState) -> None:
+        raise NotImplementedError
+
+    def close(self, frames: int, faces: int) -> None:
+        pass
+
+
+class LiveLinkWriter(_Writer):
+    def __init__(self, stream, info):
+        super().__init__(stream, info)
+        self.csv = csv.writer(stream, lineterminator="\n")
+        self.csv.writerow(LIVELINK_HEADER)
+
+    def frame(self, index, time_s, found, state):
+        self.csv.writerow(livelink_row(time_s, state))
+
+
+class CsvWriter(_Writer):
+    def __init__(self, stream, info):
+        super().__init__(stream, info)
+        self.csv = csv.writer(stream, lineterminator="\n")
+        self.csv.writerow(CSV_COLUMNS)
+
+    def frame(self, index, time_s, found, state):
+        self.csv.writerow([index, _fixed(time_s, 6), int(found)]
+                          + [_fixed(v, 6) for v in _state_values(state)])
+
+
+class JsonWriter(_Writer):
+    """One JSON document: header fields, then "frames" (written one by one, so memory
+    stays flat), then "frameCount" and "faceCount"."""
+
+    def __init__(self, stream, info):
+        super().__init__(stream, info)
+        head = {"format": "facemocap-osc export", "version": 1, **info, "units": UNITS}
+        text = json.dumps(head, indent=1)
+        stream.write(text[:-2] + ',\n "frames": [')
+        self.first = True
+
+    def frame(self, index, time_s, found, state):
+        r = lambda v: round(float(v), 6) + 0.0   # noqa: E731  (+0.0: no "-0.0")
+        (ly, lp), (ry, rp) = np.asarray(state.eye_angles, float).tolist()
+        record = {
+            "frame": index, "time": r(time_s), "found": bool(found),
+            "blendshapes": {n: r(v) for n, v in zip(ARKIT_NAMES, state.blendshapes)},
+            "vrm": {n: r(v) for n, v in zip(VRM0_NAMES, state.vrm)},
+            "head": {"yaw": r(state.head_angles[0]), "pitch": r(state.head_angles[1]),
+                     "roll": r(state.head_angles[2]), "x": r(state.head_position[0]),
+                     "y": r(state.head_position[1]), "z": r(state.head_position[2])},
+            "eyes": {"leftYaw": r(ly), "leftPitch": r(lp), "rightYaw": r(ry), "rightPitch": r(rp)},
+        }
+        self.stream.write(("\n  " if self.first else ",\n  ") + json.dumps(record, separators=(",", ":")))
+        self.first = False
+
+    def close(self, frames, faces):
+        self.stream.write(f"\n ],\n \"frameCount\": {frames},\n \"faceCount\": {faces}\n}}\n")
+
+
+WRITERS = {"livelink-csv": LiveLinkWriter, "csv": CsvWriter, "json": JsonWriter}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class InputError(Exception):
+    """A one-line message about one input or the output; exit 2 at start, or that input fails."""
+
+
+def _is_take(path: str) -> bool:
+    return path.lower().endswith(TAKE_SUFFIXES)
+
+
+def input_kind(path: str) -> str:
+    """'take', 'images' (a folder, a glob or an image file) or 'video'."""
+    from bridge.sources import IMAGE_EXTENSIONS
+    if _is_take(path):
+        return "take"
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        return "images"
+    if not os.path.exists(path) and re.search(r"[*?\[]", path):
+        return "images"
+    if path.lower().endswith(IMAGE_EXTENSIONS):
+        return "images"
+    return "video"
+
+
+def output_stem(path: str, kind: str) -> str:
+    """The name an input's output is given in a folder: d18.mp4 -> d18, takes/a.jsonl.gz
+    -> a, frames/ -> frames, frames/*.png -> frames."""
+    path = os.path.normpath(path)
+    if kind == "images" and not os.path.isdir(path) and re.search(r"[*?\[]", path):
+        parts = path.split(os.sep)
+        first_magic = next(i for i, p in enumerate(parts) if re.search(r"[*?\[]", p))
+        base = parts[first_magic - 1] if first_magic > 0 else ""
+        if base in ("", ".", ".."):
+            base = os.path.basename(os.path.abspath(os.path.join(*parts[:first_magic]) if first_magic else "."))
+        return base or "images"
+    name = os.path.basename(os.path.abspath(path))
+    for suffix in TAKE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or "take"
+    if os.path.isdir(path):
+        return name or "images"
+    stem, _ = os.path.splitext(name)
+    return stem or name
+
+
+def _import_record():
+    try:
+        from bridge import record
+    except ImportError:
+        return None
+    return record if hasattr(record, "read_take") else None
+
+
+def _header_get(header, key, default=None):
+    if isinstance(header, dict):
+        return header.get(key, default)
+    return getattr(header, key, default)
+
+
+def _take_size(header) -> tuple[float, float]:
+    width, height = _header_get(header, "width"), _header_get(header, "height")
+    size = _header_get(header, "size") or _header_get(header, "image_size")
+    if (not width or not height) and size and len(size) == 2:
+        width, height = size
+    try:
+        width, height = float(width), float(height)
+    except (TypeError, ValueError):
+        return TAKE_SIZE
+    return (width, height) if width > 0 and height > 0 else TAKE_SIZE
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _TakeSource:
+    """A take (bridge.record.read_take) as a stream of (index, time, landmarks or None,
+    (width, height)). A damaged take ends early and sets ``error`` (one line)."""
+
+    static = False
+    frame_count = None
+
+    def __init__(self, path: str):
+        record = _import_record()
+        if record is None:
+            raise InputError(f"cannot read take '{path}': this version has no take support (bridge.record)")
+        try:
+            self.header, self._frames = record.read_take(path)
+        except Exception as exc:   # TakeError (one line), or anything unexpected
+            message = _one_line(exc)
+            raise InputError(message if path in message else f"cannot read take '{path}': {message}") from None
+        self.path = path
+        self.size = _take_size(self.header)
+        fps = _header_get(self.header, "fps")
+        self.fps = float(fps) if isinstance(fps, (int, float)) and fps > 0 else None
+        self.error: str | None = None
+
+    def __iter__(self):
+        default = self.size
+        for frame in self._frames:
+            landmarks = frame.landmarks
+            size = (getattr(frame, "width", None) or default[0], getattr(frame, "height", None) or default[1])
+            yield frame.index, float(frame.time), landmarks, size
+        self.error = getattr(self._frames, "error", None)
+
+    def close(self):
+        close = getattr(self._frames, "close", None)
+        if close is not None:
+            close()
+
+
+def _open_input(path: str, kind: str):
+    from bridge import sources
+    try:
+        if kind == "take":
+            return _TakeSource(path)
+        if kind == "images":
+            return sources.open_images(path, fps=IMAGE_FPS)
+        return sources.open_video(path, paced=False)
+    except sources.SourceError as error:
+        raise InputError(str(error)) from None
+
+
+def check_input(path: str) -> str:
+    """Open the input far enough to know it can be read (then close it); its kind."""
+    if path == "":
+        raise InputError("an INPUT is empty")
+    kind = input_kind(path)
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        raise InputError(f"cannot read '{path}': permission denied")
+    source = _open_input(path, kind)
+    source.close()
+    return kind
+
+
+# --------------------------------------------------------------------------- one input
+
+
+@dataclass
+class Job:
+    id: int
+    input: str
+    kind: str
+    output: str
+    format: str
+    backend: str = "facemesh"
+    model: str | None = None
+    use_model_blendshapes: bool = False
+
+
+@dataclass
+class Result:
+    id: int
+    input: str
+    output: str
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+Report = Callable[..., None]   # report("start", job_id, total) / report("progress", job_id, done)
+
+
+def _frames_of(source, kind: str, tracker, size) -> Iterator[tuple[int, float, np.ndarray | None, tuple, dict | None]]:
+    """(index, time, landmarks or None, (width, height), model blendshapes or None)."""
+    if kind == "take":
+        for index, t, landmarks, frame_size in source:
+            yield index, t, landmarks, frame_size, None
+        return
+    for frame in source:
+        tracked = tracker.track(frame)
+        yield frame.index, frame.time, tracked.landmarks, (frame.width, frame.height), tracked.blendshapes
+
+
+def _open_temp(output: str) -> tuple[str, io.TextIOWrapper]:
+    """A new hidden file beside output (renamed onto it when complete), created with
+    the usual permissions (mkstemp's would be 0600)."""
+    folder, name = os.path.split(os.path.abspath(output))
+    for attempt in range(100):
+        path = os.path.join(folder, f".{name}.{os.getpid()}-{attempt}.part")
+        try:
+            return path, open(path, "x", encoding="utf-8", newline="")
+        except FileExistsError:
+            continue
+    raise InputError(f"cannot create a temporary file beside '{output}'")
+
+
+class Cancelled(Exception):
+    """The export was stopped from outside (Ctrl-C in the parent of a worker)."""
+
+
+def export_one(job: Job, report: Report | None = None, cancelled: Callable[[], bool] | None = None) -> Result:
+    """Export one input to job.output. Never raises for a bad input: the Result says.
+    ``cancelled()`` is asked between frames; when it says so the output is not written."""
+    from bridge import tracking
+    from bridge.pipeline import with_model_blendshapes
+    from bridge.shape import ShapeOptions, Shaper
+    from bridge.solve import Solver
+
+    report = report or (lambda *args: None)
+    result = Result(job.id, job.input, job.output)
+    started = time.monotonic()
+    source = tracker = None
+    temp = None
+    try:
+        source = _open_input(job.input, job.kind)
+        if job.kind != "take":
+            try:
+                tracker = tracking.open_tracker(job.backend, model_path=job.model, static=source.static)
+            except tracking.TrackingError as error:
+                raise InputError(str(error)) from None
+        report("start", job.id, getattr(source, "frame_count", None))
+        info = {"input": job.input, "kind": job.kind,
+                "backend": None if job.kind == "take" else job.backend,
+                "blendshapes": "model" if job.use_model_blendshapes and job.kind != "take" else "solver",
+                "fps": getattr(source, "fps", None)}
+        size = getattr(source, "size", None)
+        solver, shaper = Solver(), Shaper(ShapeOptions())
+        temp, stream = _open_temp(job.output)
+        next_report = 0.0
+        with stream:
+            writer = None
+            for index, t, landmarks, frame_size, scores in _frames_of(source, job.kind, tracker, size):
+                if writer is None:
+                    info.update(width=frame_size[0], height=frame_size[1])
+                    writer = WRITERS[job.format](stream, info)
+                state = None
+                if landmarks is not None:
+                    state = solver.solve(landmarks, frame_size, time=t)
+                    if job.use_model_blendshapes and scores:
+                        state = with_model_blendshapes(state, scores)
+                shaped, found = shaper.update(t, state)
+                writer.frame(index, t, found, shaped)
+                result.frames += 1
+                result.faces += bool(found)
+                now = time.monotonic()
+                if now >= next_report:
+                    report("progress", job.id, result.frames)
+                    next_report = now + 0.1
+                    if cancelled is not None and cancelled():
+                        raise Cancelled()
+            if writer is None:
+                raise InputError(getattr(source, "error", None) or f"'{job.input}' gave no frames")
+            writer.close(result.frames, result.faces)
+        os.replace(temp, job.output)
+        temp = None
+        report("progress", job.id, result.frames)
+        if getattr(source, "error", None):   # a damaged take: what came before is written
+            result.error = (f"{source.error}; the {_frames(result.frames)} before it were written "
+                            f"to '{job.output}'")
+    except InputError as error:
+        result.error = str(error)
+    except Cancelled:
+        result.error = "cancelled"
+    except Exception as error:   # one line per failed input; the others carry on
+        from bridge.sources import SourceError
+        result.error = str(error) if isinstance(error, SourceError) else f"{type(error).__name__}: {_one_line(error)}"
+    finally:
+        if tracker is not None:
+            tracker.close()
+        if source is not None:
+            source.close()
+        if temp is not None:
+            try:
+                os.remove(temp)
+            except OSError:
+                pass
+        result.seconds = time.monotonic() - started
+    return result
+
+
+# --------------------------------------------------------------------------- workers (-j N)
+
+_worker_queue = None
+_worker_cancel = None
+
+
+class _QueueLogHandler(logging.Handler):
+    def emit(self, record):
+        try:
+            _worker_queue.put(("log", record.levelno, self.format(record)))
+        except Exception:
+            pass
+
+
+def _worker_init(q, cancel) -> None:
+    global _worker_queue, _worker_cancel
+    _worker_queue, _worker_cancel = q, cancel
+    # Ctrl-C reaches the whole process group: an idle worker ignores it (no traceback
+    # from the pool's own loop); a busy one stops its export (see _worker_run).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logger = logging.getLogger("facemocap")
+    logger.handlers[:] = [_QueueLogHandler()]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+
+def _worker_run(job: Job) -> Result:
+    if _worker_cancel.is_set():
+        return Result(job.id, job.input, job.output, error="cancelled")
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return export_one(job, lambda *args: _worker_queue.put(args), _worker_cancel.is_set)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """The progress bar on stderr: redrawn in place on a terminal, an occasional plain
+    line otherwise, nothing when disabled. Thread-safe."""
+
+    def __init__(self, names: list[str], *, enabled: bool, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = bool(enabled and getattr(self.stream, "isatty", lambda: False)())
+        self.interval = 0.1 if self.tty else 5.0
+        self.names = names
+        self.totals: dict[int, int | None] = {}
+        self.done: dict[int, int] = {}
+        self.finished: set[int] = set()
+        self.started = time.monotonic()
+        self._next = self.started + (0.0 if self.tty else self.interval)
+        self._lock = threading.Lock()
+        self._drawn = False
+
+    def start(self, job_id: int, total) -> None:
+        with self._lock:
+            self.totals[job_id] = total if isinstance(total, int) and total > 0 else None
+            self.done.setdefault(job_id, 0)
+
+    def update(self, job_id: int, done: int) -> None:
+        with self._lock:
+            self.done[job_id] = done
+            self._draw(force=False)
+
+    def message(self, text: str) -> None:
+        """A line above the bar (a finished input, an error, a log message)."""
+        with self._lock:
+            self._clear()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._draw(force=True)
+
+    def finish_job(self, job_id: int) -> None:
+        with self._lock:
+            self.finished.add(job_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._clear()
+
+    def line(self) -> str:
+        frames = sum(self.done.values())
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        known = [i for i in range(len(self.names)) if self.totals.get(i) or i in self.finished]
+        fraction = None
+        if len(known) == len(self.names):
+            total = sum(self.done.get(i, 0) if i in self.finished else max(self.totals[i], self.done.get(i, 0))
+                        for i in known)
+            fraction = min(frames / total, 1.0) if total else 1.0
+        what = (self.names[0] if len(self.names) == 1
+                else f"{len(self.finished)}/{len(self.names)} inputs done")
+        rate = f"{frames / elapsed:.0f} frames/s"
+        if fraction is None:
+            return f"exporting {what}: {_frames(frames)}, {rate}"
+        width = 24
+        filled = int(round(fraction * width))
+        bar = "#" * filled + "-" * (width - filled)
+        return f"exporting [{bar}] {fraction * 100:3.0f}% {_frames(frames)}, {rate} | {what}"
+
+    def _draw(self, *, force: bool) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now < self._next:
+            return
+        if not self.tty and force:
+            return   # plain lines only on the timer
+        self._next = now + self.interval
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + self.line())
+            self._drawn = True
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self._drawn = False
+
+
+class _ProgressLogHandler(logging.Handler):
+    def __init__(self, progress: Progress):
+        super().__init__()
+        self.progress = progress
+
+    def emit(self, record):
+        try:
+            self.progress.message(f"facemocap-osc: {self.format(record)}")
+        except Exception:
+            pass
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got '{text}'")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Track faces in videos, image folders or recorded takes as fast as possible "
+                    "and write the solved, smoothed values (the same as the live stream) to files.",
+        epilog="Examples:\n"
+               "  facemocap-osc export take.mp4 -o take.csv --format livelink-csv\n"
+               "  facemocap-osc export a.mp4 b.mp4 frames/ -o out/ --format json -j 2\n"
+               "INPUT: a video, a folder or glob of images, or a take (.jsonl / .jsonl.gz).\n"
+               "Exit codes: 0 all written, 1 some inputs failed (the others were written),\n"
+               "2 bad command line, input or output (nothing was done).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, image folder or glob, or take")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the output file (one INPUT) or folder (several INPUTs; created if missing; "
+                        "each output is named after its input)")
+    p.add_argument("--format", required=True, choices=FORMATS,
+                   help="livelink-csv: Live Link Face's CSV layout; csv: every channel, one row a frame; "
+                        "json: one JSON document with every channel")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                   help="export up to N inputs at once, in separate processes (default: 1)")
+    p.add_argument("--backend", choices=("facemesh", "landmarker"), default="facemesh",
+                   help="facemesh: MediaPipe Face Mesh, bundled (default); landmarker: needs --model")
+    p.add_argument("--model", metavar="PATH", help="face_landmarker.task for --backend landmarker")
+    p.add_argument("--blendshapes", choices=("solver", "model"), default=None,
+                   help="ARKit values from our solver, or from the landmarker model "
+                        "(default: model with --backend landmarker, as live)")
+    p.add_argument("--force", action="store_true", help="overwrite output files that already exist")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary lines")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def _check_output_folder(folder: str, *, create: bool) -> None:
+    """The folder exists (or, with create, is created) and a file can be written in it."""
+    folder = folder or "."
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(f"cannot write to '{folder}': it is a file, not a folder")
+    if not os.path.exists(folder) and not create:
+        raise InputError(f"cannot write to '{folder}': no such folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write to '{folder}': {exc.strerror or _one_line(exc)}") from None
+
+
+def plan_outputs(inputs: list[str], kinds: list[str], out: str, fmt: str, *, force: bool) -> list[str]:
+    """Output path per input; raises InputError (exit 2) when OUT is unusable. With
+    several INPUTs the OUT folder is created (last, once everything else is checked)."""
+    extension = EXTENSIONS[fmt]
+    into_folder = len(inputs) > 1 or os.path.isdir(out) or out.endswith(("/", os.sep))
+    if len(inputs) > 1 and not os.path.isdir(out):
+        if os.path.exists(out):
+            raise InputError(f"with several INPUTs, -o must be a folder: '{out}' is a file")
+        if out.lower().endswith(tuple(set(EXTENSIONS.values()))):
+            raise InputError(f"with several INPUTs, -o must be a folder, not '{out}' "
+                             "(a glob is one INPUT when quoted: 'frames/*.png')")
+    if into_folder:
+        outputs = [os.path.join(out, output_stem(path, kind) + extension) for path, kind in zip(inputs, kinds)]
+    else:
+        outputs = [out]
+    seen: dict[str, str] = {}
+    for path, output in zip(inputs, outputs):
+        key = os.path.normcase(os.path.abspath(output))
+        if key in seen:
+            raise InputError(f"'{seen[key]}' and '{path}' would both be written to '{output}' "
+                             "(rename one, or export them separately)")
+        seen[key] = path
+        if os.path.isdir(output):
+            raise InputError(f"cannot write '{output}': it is a folder")
+        if os.path.exists(path) and os.path.exists(output) and os.path.samefile(path, output):
+            raise InputError(f"the output '{output}' is the input itself")
+        if os.path.exists(output) and not force:
+            raise InputError(f"'{output}' already exists (--force overwrites it)")
+    _check_output_folder(out if into_folder else os.path.dirname(out), create=into_folder)
+    return outputs
+
+
+def _frames(n: int) -> str:
+    return f"{n} frame{'' if n == 1 else 's'}"
+
+
+def _summary(result: Result) -> str:
+    rate = result.frames / result.seconds if result.seconds > 0 else 0.0
+    return (f"{result.input} -> {result.output}: {_frames(result.frames)}, face in {result.faces}, "
+            f"{result.seconds:.1f} s ({rate:.0f} frames/s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`facemocap-osc export ...`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logger = logging.getLogger("facemocap")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    progress = None
+    try:
+        def error(message: str) -> None:
+            line = f"{PROG}: error: {message}"
+            if progress is not None:
+                progress.message(line)
+            else:
+                print(line, file=sys.stderr)
+
+        # ---- everything that can refuse to start, before any work
+        try:
+            if args.backend == "landmarker" and not args.model:
+                raise InputError("--backend landmarker needs --model PATH (a face_landmarker.task file)")
+            if args.blendshapes == "model" and args.backend != "landmarker":
+                raise InputError("--blendshapes model needs --backend landmarker")
+            if args.model and args.backend == "landmarker":
+                from bridge import tracking
+                try:
+                    tracking.open_tracker("landmarker", model_path=args.model).close()
+                except tracking.TrackingError as exc:
+                    raise InputError(str(exc)) from None
+            kinds = [check_input(path) for path in args.inputs]
+            outputs = plan_outputs(args.inputs, kinds, args.output, args.format, force=args.force)
+        except InputError as exc:
+            error(str(exc))
+            return EXIT_USAGE
+
+        use_model = args.backend == "landmarker" and args.blendshapes != "solver"
+        jobs = [Job(i, path, kind, output, args.format, args.backend, args.model, use_model)
+                for i, (path, kind, output) in enumerate(zip(args.inputs, kinds, outputs))]
+        progress = Progress([os.path.basename(os.path.normpath(j.input)) or j.input for j in jobs],
+                            enabled=not args.quiet)
+        handler = _ProgressLogHandler(progress)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+
+        def on_result(result: Result) -> None:
+            progress.finish_job(result.id)
+            if result.error:
+                error(f"{result.input}: {result.error}")
+            elif not args.quiet:
+                progress.message(f"facemocap-osc: {_summary(result)}")
+
+        try:
+            if args.jobs == 1 or len(jobs) == 1:
+                results = _run_here(jobs, progress, on_result)
+            else:
+                results = _run_pool(jobs, min(args.jobs, len(jobs)), progress, on_result, args.verbose)
+        except KeyboardInterrupt:
+            progress.close()
+            print(f"{PROG}: interrupted; unfinished outputs were not written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        progress.close()
+        return EXIT_FAILED if any(r.error for r in results) else EXIT_OK
+    finally:
+        logger.handlers[:], logger.propagate, _ = saved
+        logger.setLevel(saved[2])
+
+
+def _run_here(jobs: list[Job], progress: Progress, on_result) -> list[Result]:
+    def report(kind, job_id, value):
+        (progress.start if kind == "start" else progress.update)(job_id, value)
+
+    results = []
+    for job in jobs:
+        result = export_one(job, report)
+        on_result(result)
+        results.append(result)
+    return results
+
+
+def _remove_partials(output: str) -> None:
+    folder, name = os.path.split(os.path.abspath(output))
+    for path in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{name}.") + "*-*.part")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+class _sigint_ignored:
+    def __enter__(self):
+        self.saved = None
+        if threading.current_thread() is threading.main_thread():
+            self.saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            signal.signal(signal.SIGINT, self.saved)
+
+
+def _run_pool(jobs: list[Job], workers: int, progress: Progress, on_result, verbose: bool) -> list[Result]:
+    context = multiprocessing.get_context("spawn")   # mediapipe and fork don't mix
+    messages = context.Queue()
+    cancel = context.Event()
+    stop = threading.Event()
+
+    def pump():
+        while not stop.is_set() or not messages.empty():
+            try:
+                item = messages.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            kind = item[0]
+            if kind == "start":
+                progress.start(item[1], item[2])
+            elif kind == "progress":
+                progress.update(item[1], item[2])
+            elif kind == "log" and (verbose or item[1] >= logging.INFO):
+                progress.message(f"facemocap-osc: {item[2]}")
+
+    reader = threading.Thread(target=pump, name="facemocap-export-progress", daemon=True)
+    reader.start()
+    results: dict[int, Result] = {}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=_worker_init, initargs=(messages, cancel))
+    try:
+        # The workers start on the first submit: they start with Ctrl-C ignored, so one
+        # pressed while they import prints no traceback (they stop via `cancel`).
+        with _sigint_ignored():
+            futures = {pool.submit(_worker_run, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                _remove_partials(job.output)   # the worker had no chance to
+                result = Result(job.id, job.input, job.output, error="the worker process died")
+            except Exception as exc:
+                result = Result(job.id, job.input, job.output, error=f"{type(exc).__name__}: {_one_line(exc)}")
+            results[job.id] = result
+            on_result(result)
+    except KeyboardInterrupt:
+        cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()
+        reader.join(2.0)
+        messages.close()
+        messages.join_thread()
+    return [results[job.id] for job in jobs]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,445 @@
+"""Batch export (bridge/export.py): the Live Link Face CSV layout, the Timecode, the
+other formats, takes, several inputs, and bad invocations (one line, exit 2)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from support import SHARED_DATA, tracker_command
+
+from bridge import export, record
+from bridge.demo_face import demo_landmarks
+from bridge.export import (
+    CSV_COLUMNS, LIVELINK_HEADER, Progress, livelink_row, livelink_rotations, livelink_timecode, main,
+)
+from bridge.shape import ShapeOptions, Shaper
+from bridge.solve import Solver
+from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState, pascal_case
+
+D18 = SHARED_DATA / "video" / "liveportrait_d18.mp4"
+FRAMES = SHARED_DATA / "frames"
+NO_DATA = f"shared test data not found at {SHARED_DATA} (../shared/data beside the checkout)"
+needs_data = pytest.mark.skipif(not D18.exists(), reason=NO_DATA)
+
+# The header row of takes recorded by Epic's Live Link Face app, byte for byte
+# (alexdjulin/LiveLinkFace-CSV-Retarget-For-Motionbuilder, anim/S07-001.csv).
+RECORDED_HEADER = (
+    "Timecode,BlendShapeCount,EyeBlinkLeft,EyeLookDownLeft,EyeLookInLeft,EyeLookOutLeft,EyeLookUpLeft,"
+    "EyeSquintLeft,EyeWideLeft,EyeBlinkRight,EyeLookDownRight,EyeLookInRight,EyeLookOutRight,EyeLookUpRight,"
+    "EyeSquintRight,EyeWideRight,JawForward,JawRight,JawLeft,JawOpen,MouthClose,MouthFunnel,MouthPucker,"
+    "MouthRight,MouthLeft,MouthSmileLeft,MouthSmileRight,MouthFrownLeft,MouthFrownRight,MouthDimpleLeft,"
+    "MouthDimpleRight,MouthStretchLeft,MouthStretchRight,MouthRollLower,MouthRollUpper,MouthShrugLower,"
+    "MouthShrugUpper,MouthPressLeft,MouthPressRight,MouthLowerDownLeft,MouthLowerDownRight,MouthUpperUpLeft,"
+    "MouthUpperUpRight,BrowDownLeft,BrowDownRight,BrowInnerUp,BrowOuterUpLeft,BrowOuterUpRight,CheekPuff,"
+    "CheekSquintLeft,CheekSquintRight,NoseSneerLeft,NoseSneerRight,TongueOut,HeadYaw,HeadPitch,HeadRoll,"
+    "LeftEyeYaw,LeftEyePitch,LeftEyeRoll,RightEyeYaw,RightEyePitch,RightEyeRoll"
+)
+
+
+def read_csv(path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def column(header, rows, name) -> np.ndarray:
+    i = header.index(name)
+    return np.array([float(r[i]) for r in rows])
+
+
+def stderr_lines(captured) -> list[str]:
+    return [line for line in captured.err.splitlines() if line.strip()]
+
+
+def make_state(**shapes) -> FaceState:
+    state = FaceState.neutral()
+    for name, value in shapes.items():
+        state.blendshapes[ARKIT_NAMES.index(name)] = value
+    return state
+
+
+def write_take(path: Path, n: int = 45, *, lost: range = range(20, 26), fps: float = 30.0) -> Path:
+    """A take of the synthetic demo face (landmarks, no tracking needed); no face in `lost`."""
+    header = {"backend": "demo", "source": "demo", "width": 640, "height": 480, "fps": fps}
+    with record.TakeWriter.open(str(path), header, overwrite=True) as writer:
+        for i in range(n):
+            t = i / fps
+            landmarks = None if i in lost else np.asarray(demo_landmarks(t, 640, 480), np.float32)
+            writer.write(i, t, landmarks, None, width=640, height=480)
+    return path
+
+
+# --------------------------------------------------------------------------- Live Link Face layout
+
+
+def test_livelink_header_is_the_recorded_takes_header():
+    assert ",".join(LIVELINK_HEADER) == RECORDED_HEADER
+
+
+def test_livelink_header_has_each_arkit_shape_once_and_nine_rotations():
+    shapes = LIVELINK_HEADER[2:54]
+    assert sorted(shapes) == sorted(pascal_case(n) for n in ARKIT_NAMES)
+    assert LIVELINK_HEADER[54:] == ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch",
+                                    "LeftEyeRoll", "RightEyeYaw", "RightEyePitch", "RightEyeRoll")
+    assert len(LIVELINK_HEADER) - 2 == export.LIVELINK_BLENDSHAPE_COUNT == 61
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.0, "00:00:00:00.000"),
+    (1 / 30, "00:00:00:02.000"),         # 60 fps timecode: a 30 fps take steps FF by 2
+    (1 / 60, "00:00:00:01.000"),
+    (1 / 25, "00:00:00:02.400"),         # .fff is a fraction of a timecode frame, not ms
+    (1.0, "00:00:01:00.000"),
+    (59 / 60, "00:00:00:59.000"),
+    (7.1666666, "00:00:07:10.000"),      # frame 215 of a 30 fps take
+    (61.5, "00:01:01:30.000"),
+    (3600 + 62 + 0.5, "01:01:02:30.000"),
+    (0.9999999, "00:00:01:00.000"),      # rounds up into the next second, not to FF 60
+    (-1.0, "00:00:00:00.000"),
+    (float("nan"), "00:00:00:00.000"),
+])
+def test_livelink_timecode(seconds, text):
+    assert livelink_timecode(seconds) == text
+
+
+@pytest.mark.parametrize("fps", [24.0, 25.0, 29.97, 30.0, 59.94, 60.0, 120.0])
+def test_livelink_timecode_fields_stay_in_range_and_read_back(fps):
+    previous = -1.0
+    for i in range(0, 4000, 7):
+        t = i / fps
+        text = livelink_timecode(t)
+        hh, mm, ss, rest = text.split(":")
+        ff, sub = rest.split(".")
+        assert len(hh) == len(mm) == len(ss) == len(ff) == 2 and len(sub) == 3
+        assert int(mm) < 60 and int(ss) < 60 and int(ff) < 60 and int(sub) < 1000
+        back = int(hh) * 3600 + int(mm) * 60 + int(ss) + (int(ff) + int(sub) / 1000) / 60
+        assert back == pytest.approx(t, abs=1e-5)
+        assert back > previous
+        previous = back
+
+
+def test_livelink_rotations_are_radians_with_live_link_signs():
+    state = FaceState.neutral()
+    state.head_angles = np.array([30.0, 10.0, 5.0])          # own left, up, tilt to own left
+    state.eye_angles = np.array([[20.0, 12.0], [-8.0, -4.0]])  # left eye: own left + up
+    yaw, pitch, roll, lyaw, lpitch, lroll, ryaw, rpitch, rroll = livelink_rotations(state)
+    assert yaw == pytest.approx(-math.radians(30))      # towards Left = negative
+    assert pitch == pytest.approx(-math.radians(10))    # up = negative
+    assert roll == pytest.approx(math.radians(5))       # towards the Left shoulder = positive
+    assert (lyaw, lpitch) == pytest.approx((-math.radians(20), -math.radians(12)))
+    assert (ryaw, rpitch) == pytest.approx((math.radians(8), math.radians(4)))
+    assert lroll == rroll == 0.0
+
+
+def test_livelink_row_puts_each_value_under_its_own_name():
+    # The app's header lists JawRight before JawLeft and MouthRight before MouthLeft.
+    state = make_state(jawLeft=0.7, jawRight=0.1, mouthLeft=0.3, mouthRight=0.05, jawOpen=0.9,
+                       tongueOut=0.0, eyeBlinkLeft=0.25)
+    row = livelink_row(1 / 30, state)
+    values = dict(zip(LIVELINK_HEADER, row))
+    assert values["Timecode"] == "00:00:00:02.000" and values["BlendShapeCount"] == "61"
+    for name, expected in [("JawLeft", 0.7), ("JawRight", 0.1), ("MouthLeft", 0.3), ("MouthRight", 0.05),
+                           ("JawOpen", 0.9), ("EyeBlinkLeft", 0.25), ("HeadYaw", 0.0)]:
+        assert float(values[name]) == pytest.approx(expected)
+    assert values["JawLeft"] == "0.7000000000" and not any(v.startswith("-0.000") for v in row)
+
+
+@pytest.mark.parametrize("path, kind, stem", [
+    ("clips/d18.mp4", "video", "d18"),
+    ("takes/a.jsonl.gz", "take", "a"),
+    ("takes/b.JSONL", "take", "b"),
+    ("shots/frames", "images", "frames"),
+    ("shots/frames/", "images", "frames"),
+    ("shots/frames/*.png", "images", "frames"),
+    ("shots/one.png", "images", "one"),
+])
+def test_inputs_are_recognised_and_named(path, kind, stem, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shots" / "frames").mkdir(parents=True)
+    assert export.input_kind(path) == kind
+    assert export.output_stem(path, kind) == stem
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal():
+    class Tty:
+        def __init__(self):
+            self.text = ""
+
+        def write(self, s):
+            self.text += s
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    bar = Progress(["a.mp4"], enabled=True, stream=stream)
+    bar.start(0, 200)
+    bar.update(0, 100)
+    bar.message("a line above the bar")
+    bar.finish_job(0)
+    bar.close()
+    assert "\r\x1b[2K" in stream.text and "50%" in stream.text and "100 frames" in stream.text
+    assert "a line above the bar\n" in stream.text
+    assert stream.text.endswith("\r\x1b[2K")   # wiped at the end
+
+    quiet = Tty()
+    off = Progress(["a.mp4"], enabled=False, stream=quiet)
+    off.start(0, 10)
+    off.update(0, 10)
+    off.close()
+    assert quiet.text == ""
+
+
+# --------------------------------------------------------------------------- takes (no tracking)
+
+
+def expected_from_take(path) -> list[tuple[float, bool, FaceState]]:
+    """What the live pipeline makes of a take's landmarks: Solver + default Shaper."""
+    header, frames = record.read_take(str(path))
+    solver, shaper = Solver(), Shaper(ShapeOptions())
+    out = []
+    for f in frames:
+        state = None if f.landmarks is None else solver.solve(f.landmarks, (f.width, f.height), time=f.time)
+        shaped, found = shaper.update(f.time, state)
+        out.append((f.time, found, shaped))
+    return out
+
+
+def test_take_is_resolved_from_its_landmarks_like_live(tmp_path, capsys):
+    take = write_take(tmp_path / "demo.jsonl.gz")
+    out = tmp_path / "demo.csv"
+    assert main([str(take), "-o", str(out), "--format", "livelink-csv", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""   # --quiet: no bar, no summary
+    header, rows = read_csv(out)
+    expected = expected_from_take(take)
+    assert ",".join(header) == RECORDED_HEADER
+    assert len(rows) == len(expected) == 45
+    for row, (t, found, state) in zip(rows, expected):
+        assert row == livelink_row(t, state)
+    # No face in frames 20-25: a row each all the same, the last face held (as live).
+    assert rows[20][2:] == rows[19][2:]
+
+
+def test_csv_and_json_have_every_channel(tmp_path):
+    take = write_take(tmp_path / "demo.jsonl")
+    expected = expected_from_take(take)
+    assert main([str(take), "-o", str(tmp_path / "demo.csv"), "--format", "csv", "--quiet"]) == 0
+    assert main([str(take), "-o", str(tmp_path / "demo.json"), "--format", "json", "--quiet"]) == 0
+
+    header, rows = read_csv(tmp_path / "demo.csv")
+    assert tuple(header) == CSV_COLUMNS
+    assert len(header) == 3 + 52 + 16 + 3 + 3 + 4
+    assert len(rows) == 45
+    assert [int(r[2]) for r in rows] == [int(found) for _, found, _ in expected]
+    assert [r[2] for r in rows[20:26]] == ["0"] * 6
+    jaw = column(header, rows, "jawOpen")
+    assert jaw == pytest.approx([s.blendshape("jawOpen") for _, _, s in expected], abs=1e-6)
+    assert column(header, rows, "headYaw") == pytest.approx([s.head_angles[0] for _, _, s in expected], abs=1e-6)
+    assert column(header, rows, "time") == pytest.approx([t for t, _, _ in expected], abs=1e-6)
+
+    doc = json.loads((tmp_path / "demo.json").read_text())
+    assert doc["format"] == "facemocap-osc export" and doc["kind"] == "take"
+    assert doc["frameCount"] == len(doc["frames"]) == 45
+    assert doc["faceCount"] == 39 and (doc["width"], doc["height"]) == (640, 480)
+    first = doc["frames"][0]
+    assert set(first) == {"frame", "time", "found", "blendshapes", "vrm", "head", "eyes"}
+    assert list(first["blendshapes"]) == list(ARKIT_NAMES)
+    assert list(first["vrm"]) == list(VRM0_NAMES)
+    assert set(first["head"]) == {"yaw", "pitch", "roll", "x", "y", "z"}
+    assert set(first["eyes"]) == {"leftYaw", "leftPitch", "rightYaw", "rightPitch"}
+    assert [f["blendshapes"]["jawOpen"] for f in doc["frames"]] == pytest.approx(jaw, abs=1e-6)
+
+
+def test_damaged_take_writes_what_came_before_and_fails_that_input(tmp_path, capsys):
+    good = write_take(tmp_path / "good.jsonl", n=10, lost=range(0))
+    bad = write_take(tmp_path / "bad.jsonl", n=10, lost=range(0))
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) - 500])          # the last line is cut off
+    out = tmp_path / "out"
+    assert main([str(bad), str(good), "-o", str(out), "--format", "csv"]) == 1
+    lines = stderr_lines(capsys.readouterr())
+    errors = [line for line in lines if "error" in line]
+    assert len(errors) == 1 and "bad.jsonl" in errors[0] and "line 11" in errors[0]
+    assert len(read_csv(out / "bad.csv")[1]) == 9
+    assert len(read_csv(out / "good.csv")[1]) == 10
+
+
+def test_existing_output_is_refused_unless_forced(tmp_path, capsys):
+    take = write_take(tmp_path / "demo.jsonl", n=5)
+    out = tmp_path / "demo.csv"
+    out.write_text("keep me")
+    assert main([str(take), "-o", str(out), "--format", "csv"]) == 2
+    lines = stderr_lines(capsys.readouterr())
+    assert len(lines) == 1 and "already exists" in lines[0] and "--force" in lines[0]
+    assert out.read_text() == "keep me"
+    assert main([str(take), "-o", str(out), "--format", "csv", "--force", "--quiet"]) == 0
+    assert len(read_csv(out)[1]) == 5
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+# --------------------------------------------------------------------------- bad invocations
+
+
+def bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
+    (tmp / "not_a_video.mp4").write_text("not a video")
+    (tmp / "empty").mkdir()
+    (tmp / "a_file").write_text("x")
+    take = write_take(tmp / "ok.jsonl", n=3)
+    (tmp / "not_a_take.jsonl").write_text('{"hello": 1}\n')
+    out = str(tmp / "out.csv")
+    return [
+        ([str(tmp / "missing.mp4"), "-o", out, "--format", "csv"], "file not found"),
+        ([str(tmp / "not_a_video.mp4"), "-o", out, "--format", "csv"], "not a video"),
+        ([str(tmp / "empty"), "-o", out, "--format", "csv"], "no images"),
+        ([str(tmp / "missing.jsonl.gz"), "-o", out, "--format", "csv"], "file not found"),
+        ([str(tmp / "not_a_take.jsonl"), "-o", out, "--format", "csv"], "not a facemocap-osc take"),
+        ([str(tmp / "nothing*.png"), "-o", out, "--format", "csv"], "no image files match"),
+        ([str(take), "-o", str(tmp / "a_file" / "out.csv"), "--format", "csv"], "a_file"),
+        ([str(take), "-o", str(tmp / "no_such_folder" / "out.csv"), "--format", "csv"], "no such folder"),
+        ([str(take), str(take), "-o", str(tmp / "a_file"), "--format", "csv"], "must be a folder"),
+        ([str(take), str(take), "-o", str(tmp / "several.csv"), "--format", "csv"], "must be a folder"),
+        ([str(take), str(take), "-o", str(tmp / "dup"), "--format", "csv"], "would both be written"),
+        ([str(take), "-o", str(take), "--format", "csv", "--force"], "is the input itself"),
+        ([str(take), "-o", out, "--format", "csv", "--backend", "landmarker"], "--model"),
+        ([str(take), "-o", out, "--format", "csv", "--backend", "landmarker", "--model",
+          str(tmp / "missing.task")], "missing.task"),
+        ([str(take), "-o", out, "--format", "xml"], "invalid choice"),
+        ([str(take), "-o", out, "--format", "csv", "-j", "0"], "above 0"),
+    ]
+
+
+def test_bad_invocations_fail_at_start_with_one_line(tmp_path, capsys):
+    for argv, needle in bad_cases(tmp_path):
+        if "invalid choice" in needle or "above 0" in needle:
+            with pytest.raises(SystemExit) as exit_info:   # argparse: usage + one error line
+                main(argv)
+            assert exit_info.value.code == 2
+            err = capsys.readouterr().err
+            assert needle in err.splitlines()[-1]
+            continue
+        assert main(argv) == 2, argv
+        lines = stderr_lines(capsys.readouterr())
+        assert len(lines) == 1, (argv, lines)
+        assert lines[0].startswith("facemocap-osc export: error: ") and needle in lines[0], (argv, lines)
+        assert not (tmp_path / "out.csv").exists()
+        assert not (tmp_path / "dup").exists()     # nothing created when a check fails
+
+
+def run_export_command(command: list[str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_module_command_bad_input_is_one_line_and_exit_2(tmp_path):
+    proc = run_export_command([sys.executable, "-m", "bridge.export"],
+                              str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.csv"), "--format", "csv")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"facemocap-osc export: error: cannot open video '{tmp_path / 'missing.mp4'}': file not found"]
+
+
+def test_console_script_export(tmp_path):
+    command = [*tracker_command(), "export"]
+    probe = run_export_command(command, "--help")
+    assert probe.returncode == 0 and "facemocap-osc export" in probe.stdout
+    bad = run_export_command(command, str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.csv"),
+                             "--format", "csv")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    take = write_take(tmp_path / "demo.jsonl", n=8)
+    ok = run_export_command(command, str(take), "-o", str(tmp_path / "demo.csv"), "--format", "livelink-csv")
+    assert ok.returncode == 0, ok.stderr
+    assert len(read_csv(tmp_path / "demo.csv")[1]) == 8
+
+
+# --------------------------------------------------------------------------- real tracking
+
+
+def test_frames_without_a_face_get_neutral_rows(tmp_path):
+    folder = tmp_path / "blank"
+    folder.mkdir()
+    for i in range(3):
+        assert cv2.imwrite(str(folder / f"{i}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
+    out = tmp_path / "blank.csv"
+    assert main([str(folder), "-o", str(out), "--format", "livelink-csv", "--quiet"]) == 0
+    header, rows = read_csv(out)
+    assert len(rows) == 3
+    assert [r[0] for r in rows] == ["00:00:00:00.000", "00:00:00:02.000", "00:00:00:04.000"]
+    for row in rows:
+        assert row[1] == "61" and all(float(v) == 0.0 for v in row[2:])
+
+
+@pytest.fixture(scope="module")
+def d18_exports(tmp_path_factory):
+    if not D18.exists():
+        pytest.skip(NO_DATA)
+    folder = tmp_path_factory.mktemp("d18")
+    paths = {"livelink-csv": folder / "d18_livelink.csv", "csv": folder / "d18.csv", "json": folder / "d18.json"}
+    for fmt, path in paths.items():
+        assert main([str(D18), "-o", str(path), "--format", fmt, "--quiet"]) == 0
+    return paths
+
+
+@needs_data
+def test_d18_to_live_link_csv(d18_exports):
+    header, rows = read_csv(d18_exports["livelink-csv"])
+    assert ",".join(header) == RECORDED_HEADER
+    assert len(rows) == 216                       # one row per frame
+    assert all(len(r) == 63 and r[1] == "61" for r in rows)
+    assert [r[0] for r in rows] == [livelink_timecode(i / 30) for i in range(216)]
+    assert rows[-1][0] == "00:00:07:10.000"
+    jaw = column(header, rows, "JawOpen")
+    assert jaw[0:16].mean() < 0.15
+    for first, last in [(22, 40), (65, 95), (120, 154)]:   # the mouth wide open three times
+        assert jaw[first:last + 1].mean() > 0.4, (first, last)
+    for name in LIVELINK_HEADER[54:]:            # radians: a face looking at the camera
+        assert np.abs(column(header, rows, name)).max() < 1.0
+
+
+@needs_data
+def test_d18_csv_and_json_agree_with_live_link(d18_exports):
+    header, rows = read_csv(d18_exports["livelink-csv"])
+    cheader, crows = read_csv(d18_exports["csv"])
+    assert tuple(cheader) == CSV_COLUMNS and len(crows) == 216
+    assert all(r[2] == "1" for r in crows)
+    assert column(cheader, crows, "jawOpen") == pytest.approx(column(header, rows, "JawOpen"), abs=1e-6)
+    assert column(cheader, crows, "jawLeft") == pytest.approx(column(header, rows, "JawLeft"), abs=1e-6)
+    assert np.radians(column(cheader, crows, "headYaw")) == pytest.approx(-column(header, rows, "HeadYaw"),
+                                                                          abs=1e-5)
+    doc = json.loads(d18_exports["json"].read_text())
+    assert doc["frameCount"] == doc["faceCount"] == len(doc["frames"]) == 216
+    assert (doc["width"], doc["height"], doc["fps"], doc["backend"]) == (480, 480, 30.0, "facemesh")
+    assert [f["blendshapes"]["jawOpen"] for f in doc["frames"]] == pytest.approx(
+        column(cheader, crows, "jawOpen"), abs=1e-6)
+    assert [f["frame"] for f in doc["frames"]] == list(range(216))
+
+
+@needs_data
+def test_two_inputs_in_parallel(tmp_path, capsys):
+    images = tmp_path / "d18_frames"
+    images.mkdir()
+    for name in ("d18_f0005.png", "d18_f0080.png", "d18_f0140.png"):
+        shutil.copy(FRAMES / name, images / name)
+    out = tmp_path / "out"
+    assert main([str(D18), str(images), "-o", str(out), "--format", "livelink-csv", "-j", "2"]) == 0
+    lines = stderr_lines(capsys.readouterr())
+    assert len([line for line in lines if " -> " in line]) == 2 and not [line for line in lines if "error" in line]
+    header, rows = read_csv(out / "liveportrait_d18.csv")
+    assert len(rows) == 216
+    header, rows = read_csv(out / "d18_frames.csv")
+    assert len(rows) == 3
+    jaw = column(header, rows, "JawOpen")
+    assert jaw[0] < 0.15 and jaw[1] > 0.3     # frame 5: closed; frame 80: wide open
+    assert sorted(os.listdir(out)) == ["d18_frames.csv", "liveportrait_d18.csv"]

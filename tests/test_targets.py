@@ -1,0 +1,172 @@
+"""Several receivers at once (--target), --preset, and the command line's target parsing."""
+
+import re
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+from support import tracker_command
+from test_end_to_end import Receiver, frames_from
+
+from bridge.cli import TargetSpec, UsageError, parse_target
+from bridge.pipeline import Output, TargetsLabel
+from bridge.state import VRM1_NAMES
+
+MAX_DATAGRAM = 1472
+DONE = re.compile(r"done: (\d+) frames")
+
+
+def messages(datagrams):
+    out = []
+    for d in datagrams:
+        assert len(d) <= MAX_DATAGRAM
+        for dgram in ([m.dgram for m in OscBundle(d)] if OscBundle.dgram_is_bundle(d) else [d]):
+            m = OscMessage(dgram)
+            out.append((m.address, list(m.params)))
+    return out
+
+
+def free_udp_port() -> int:
+    """A port nobody listens on (bound for a moment, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args, receivers=(), timeout=60):
+    try:
+        proc = subprocess.run([*tracker_command(), "--quiet", "--control-port", "0", *args], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    finally:
+        for receiver in receivers:
+            receiver.close()
+    return proc
+
+
+def frames_done(proc) -> int:
+    found = DONE.search(proc.stderr)
+    assert found, proc.stderr
+    return int(found.group(1))
+
+
+# ---- end to end ----
+
+def test_two_targets_each_get_every_frame():
+    vmc, osc = Receiver(), Receiver()
+    proc = run("--demo", "--duration", "2", "--target", f"vmc@127.0.0.1:{vmc.port}",
+               "--target", f"osc@127.0.0.1:{osc.port}", receivers=(vmc, osc))
+    assert proc.returncode == 0, proc.stderr
+    count = frames_done(proc)
+    assert count > 0
+    assert len(frames_from(vmc.datagrams)) == count
+    osc_messages = messages(osc.datagrams)
+    assert [p for a, p in osc_messages if a == "/face/found"] == [[1]] * count
+    assert sum(a == "/face/blend/jawOpen" for a, _ in osc_messages) == count
+    assert f"vmc@127.0.0.1:{vmc.port}" in proc.stderr and f"osc@127.0.0.1:{osc.port}" in proc.stderr
+
+
+def test_a_dead_target_does_not_stop_the_others():
+    live = Receiver()
+    dead = free_udp_port()
+    proc = run("--demo", "--duration", "2", "--target", f"vrchat@127.0.0.1:{dead}",
+               "--target", f"vmc@127.0.0.1:{live.port}", receivers=(live,))
+    assert proc.returncode == 0, proc.stderr
+    assert len(frames_from(live.datagrams)) == frames_done(proc)
+    failures = [line for line in proc.stderr.splitlines() if "failed" in line and str(dead) in line]
+    assert len(failures) <= 1          # logged once, then only counted
+    assert "Traceback" not in proc.stderr
+
+
+def test_preset_vmc_and_no_preset_send_the_same_bytes():
+    streams = []
+    for extra in ((), ("--preset", "vmc")):
+        receiver = Receiver()
+        proc = run("--demo", "--fast", "--frames", "20", "--port", str(receiver.port), *extra, receivers=(receiver,))
+        assert proc.returncode == 0, proc.stderr
+        streams.append(receiver.datagrams)
+    assert len(streams[0]) == 20 * 3 and streams[0] == streams[1]
+
+
+def test_preset_vrm1_and_the_old_options_as_overrides():
+    receiver = Receiver()
+    proc = run("--demo", "--fast", "--frames", "3", "--preset", "vrm1", "--port", str(receiver.port),
+               "--no-bundle", "--arkit-names", "camel", receivers=(receiver,))
+    assert proc.returncode == 0, proc.stderr
+    assert not any(d.startswith(b"#bundle") for d in receiver.datagrams)
+    frame = frames_from(receiver.datagrams)[0]
+    assert set(VRM1_NAMES) <= set(frame["blend"]) and "eyeBlinkLeft" in frame["blend"]
+
+
+def test_landmarks_target_sends_the_demo_faces_landmarks():
+    from bridge.demo_face import demo_landmarks
+    receiver = Receiver()
+    proc = run("--demo", "--fast", "--frames", "4", "--target", f"landmarks@127.0.0.1:{receiver.port}",
+               receivers=(receiver,))
+    assert proc.returncode == 0, proc.stderr
+    chunks = messages(receiver.datagrams)
+    assert len(chunks) == 4 * 5 and {a for a, _ in chunks} == {"/facemocap/landmarks"}
+    for index in range(4):
+        parts = [p for _, p in chunks if p[0] == index]
+        assert [p[2] for p in parts] == [0, 100, 200, 300, 400] and [p[3] for p in parts] == [100] * 4 + [78]
+        points = np.concatenate([np.frombuffer(p[4], "<f4").reshape(-1, 3) for p in parts])
+        t = parts[0][1]
+        expected = np.asarray(demo_landmarks(t, 640, 480), np.float32) / np.float32(640)
+        np.testing.assert_allclose(points, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--target", "vmc@"], "invalid --target 'vmc@'"),
+    (["--target", "@127.0.0.1"], "no preset"),
+    (["--target", "nosuch@127.0.0.1"], "unknown preset 'nosuch'"),
+    (["--target", "vmc@127.0.0.1:0"], "invalid port '0'"),
+    (["--target", "vmc@127.0.0.1:"], "no port after ':'"),
+    (["--target", "vmc@[::1"], "the host in [...] is empty or not closed"),
+    (["--target", "vmc@no-such-host.invalid"], "cannot resolve host 'no-such-host.invalid'"),
+    (["--target", "vmc", "--port", "9000"], "--target cannot be combined with --port"),
+    (["--target", "vmc", "--preset", "osc"], "--target cannot be combined with --preset"),
+    (["--preset", "nosuch"], "unknown preset 'nosuch'"),
+    (["--preset", "osc", "--vrm-names", "1"], "--vrm-names is for VMC presets"),
+])
+def test_bad_targets_exit_2_with_one_line(args, expected):
+    proc = run("--demo", "--frames", "3", *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+
+
+# ---- parsing and the status line ----
+
+@pytest.mark.parametrize("text, preset, host, port", [
+    ("vmc", "vmc", None, None),
+    ("osc@127.0.0.1:7000", "osc", "127.0.0.1", "7000"),
+    ("vrchat@192.168.1.5", "vrchat", "192.168.1.5", None),
+    ("osc@:7000", "osc", None, "7000"),
+    ("vmc@[::1]:39539", "vmc", "::1", "39539"),
+    ("vmc@[::1]", "vmc", "::1", None),
+    ("vmc@::1", "vmc", "::1", None),
+    ("my/presets/face.toml@localhost:9001", "my/presets/face.toml", "localhost", "9001"),
+])
+def test_parse_target(text, preset, host, port):
+    assert parse_target(text) == TargetSpec(preset, host, port, text)
+
+
+@pytest.mark.parametrize("text", ["", "@", "vmc@", "@host", "vmc@[::1]x", "vmc@[]:1", "vmc@host:"])
+def test_parse_target_refuses(text):
+    with pytest.raises(UsageError, match="invalid --target"):
+        parse_target(text)
+
+
+def test_status_line_marks_a_failing_target():
+    class Target:
+        def __init__(self, address):
+            self.address, self.failed_datagrams = address, 0
+
+    a, b = Target("127.0.0.1:1"), Target("127.0.0.1:2")
+    label = TargetsLabel([Output(None, a, "vmc@127.0.0.1:1"), Output(None, b)])
+    assert label() == "vmc@127.0.0.1:1, 127.0.0.1:2"
+    b.failed_datagrams = 3
+    assert label() == "vmc@127.0.0.1:1, 127.0.0.1:2 (failing)"
+    assert label() == "vmc@127.0.0.1:1, 127.0.0.1:2"       # nothing new failed since
