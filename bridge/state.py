@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# ARKit's ARFaceAnchor.BlendShapeLocation order (also Live Link Face's order).
+# ARKit's ARFaceAnchor.BlendShapeLocation order. Live Link Face's CSV takes use it too,
+# except that the app writes JawRight before JawLeft and MouthRight before MouthLeft.
 ARKIT_NAMES = (
     "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
     "eyeSquintLeft", "eyeWideLeft",

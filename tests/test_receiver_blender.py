@@ -668,3 +668,32 @@ def test_a_landmark_take_plays_back_from_a_point_cache(session, blender_scene):
         scene.frame_set(frame)
         co = np.array([v.co[:] for v in face.evaluated_get(bpy.context.evaluated_depsgraph_get()).data.vertices])
         assert co == pytest.approx(targets.landmarks_to_blender(face_points(frame - 1)), abs=1e-5)
+
+
+def test_the_landmark_face_follows_facemocap_osc_s_landmarks_target(session, blender_addon, blender_scene):
+    import bpy
+    from bridge.demo_face import demo_landmarks
+
+    targets = importlib.import_module(blender_addon.__name__ + ".targets")
+    scene = blender_scene
+    scene.facemocap.port = free_port()
+    bpy.ops.facemocap.landmark_face_create()
+    face = scene.facemocap.landmark_object
+    start(session, scene)
+    tracker = subprocess.run(
+        [*tracker_command(), "--demo", "--fast", "--frames", "12", "--control-port", "0", "--quiet",
+         "--target", f"landmarks@127.0.0.1:{scene.facemocap.port}"],
+        capture_output=True, text=True, timeout=120)
+    assert tracker.returncode == 0, tracker.stderr
+    deadline = time.monotonic() + 5
+    taken = []
+    while len(taken) < 12 and time.monotonic() < deadline:
+        taken += session.STATE.landmarks.take()
+        time.sleep(0.005)
+    assert [f.index for f in taken] == list(range(12))
+    session.STATE.landmarks._deliver(taken[-1])   # hand the newest back for the apply step
+    session.pump(scene)
+    co = np.empty(478 * 3, np.float32)
+    face.data.vertices.foreach_get("co", co)
+    expected = np.asarray(demo_landmarks(taken[-1].time, 640, 480), np.float32) / np.float32(640)
+    assert co.reshape(478, 3) == pytest.approx(targets.landmarks_to_blender(expected), abs=1e-5)
