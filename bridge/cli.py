@@ -267,9 +267,31 @@ def _preset_overrides(args) -> dict:
     return overrides
 
 
+def _unparsable(source, error: BaseException) -> str:
+    """One line for a file the TOML / JSON parser itself gave up on with something other
+    than its own decode error: nesting too deep (RecursionError), a number with
+    thousands of digits (ValueError from Python's int limit)."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if isinstance(error, RecursionError):
+        text = "nested too deeply"
+    elif "integer string conversion" in text:
+        text = "a number has too many digits"
+    return f"{source}: cannot be parsed: {text}"
+
+
+def _load_preset(spec: TargetSpec, overrides: dict):
+    from bridge.outputs import PresetError, load_preset
+    try:
+        return load_preset(spec.preset, overrides=overrides)
+    except (RecursionError, ValueError) as error:   # from tomllib, past its TOMLDecodeError
+        given = spec.preset   # named as load_preset names it
+        source = given if given.endswith(".toml") or "/" in given or "\\" in given else f"presets/{given}.toml"
+        raise PresetError(_unparsable(source, error)) from None
+
+
 def _open_outputs(args, stack) -> list:
     """The receivers' encoders and sockets; any that can't be set up is a UsageError."""
-    from bridge.outputs import PresetError, load_preset
+    from bridge.outputs import PresetError
     from bridge.pipeline import Output
     from bridge.send import TargetError, UdpTarget, parse_port
     specs = _target_specs(args)
@@ -277,7 +299,7 @@ def _open_outputs(args, stack) -> list:
     presets, encoders = [], []
     for spec in specs:
         try:
-            presets.append(load_preset(spec.preset, overrides=overrides))
+            presets.append(_load_preset(spec, overrides))
             encoders.append(presets[-1].encoder())
         except PresetError as error:
             raise UsageError(f"--target {spec.text!r}: {error}" if args.target else str(error)) from None
@@ -354,7 +376,7 @@ def _control_port(text: str | None) -> int:
 
 
 def _check_calibration(args) -> CalibrationArgs:
-    from bridge.calibrate import ProfileError, check_profile_name, ensure_profiles_dir, load_profile
+    from bridge.calibrate import ProfileError, check_profile_name, ensure_profiles_dir, load_profile, profile_path
     seconds = _calibrate_seconds(args.calibrate) if args.calibrate is not None else None
     neutral = None
     if args.profile is not None:
@@ -366,6 +388,8 @@ def _check_calibration(args) -> CalibrationArgs:
                 ensure_profiles_dir()   # fail now, not after the performer held still
         except ProfileError as error:
             raise UsageError(str(error)) from None
+        except (RecursionError, ValueError) as error:   # from json, past its JSONDecodeError
+            raise UsageError(_unparsable(profile_path(args.profile), error)) from None
     return CalibrationArgs(seconds, args.profile, neutral, _control_port(args.control_port),
                            control_port_given=args.control_port is not None)
 
@@ -491,8 +515,10 @@ def _run_with(args, stack) -> int:
     per_target = "" if len(outputs) == 1 else " (" + ", ".join(
         f"{o.label}: {o.target.sent_datagrams}" for o in outputs) + ")"
     failed = [f"{o.label}: {o.target.failed_datagrams}" for o in outputs if o.target.failed_datagrams]
-    log.info("done: %d frames, face in %d, %d datagrams sent%s%s", stats.frames, stats.faces, sent, per_target,
-             f"; not delivered: {', '.join(failed)}" if failed else "")
+    p50, p99 = stats.latency_percentile(50), stats.latency_percentile(99)
+    latency = f"; capture -> send latency p50 {p50:.1f} ms, p99 {p99:.1f} ms" if p50 is not None else ""
+    log.info("done: %d frames, face in %d, %d datagrams sent%s%s%s", stats.frames, stats.faces, sent, per_target,
+             f"; not delivered: {', '.join(failed)}" if failed else "", latency)
     if getattr(source, "error", None):   # a damaged take: what was valid was replayed
         print(f"facemocap-osc: error: {source.error}", file=sys.stderr)
         return 2

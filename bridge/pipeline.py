@@ -5,11 +5,17 @@ frames it picks up recalibration requests (preview key c, the OSC control port).
 Every output (a preset's encoder and its UDP target) gets the same shaped state;
 encoders that want them (the landmarks preset) also get the raw landmarks. Sending
 never raises and never blocks, so a receiver that went away costs the others nothing.
+
+A source whose camera is lost yields frames with ``lost=True`` and no image at a
+steady rate (bridge.sources.CameraSource): they go through the loop as frames
+without a face, so every receiver keeps getting frames with tracking 0 and the
+values ease to neutral; the status line says "camera lost, retrying…".
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,12 +23,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bridge.calibrate import DEFAULT_CAPTURE_SECONDS
+
+LATENCY_BIN_MS = 0.1
+LATENCY_BINS = 10_000
 from bridge.record import RecordError
 from bridge.shape import Shaper
 from bridge.solve import Solver, vrm_presets
 from bridge.state import ARKIT_INDEX, FaceState
+from bridge.tracking import Tracked
 
 log = logging.getLogger("facemocap")
+
+LOST_NOTE = "camera lost, retrying…"   # the status line's note while the source is lost
+_NO_FACE = Tracked(None)
 
 # The VmcEncoder.encode keyword for /VMC/Ext/OK's calibration state (2 calibrating, 3 calibrated).
 
@@ -39,6 +52,19 @@ class Output:
     def __post_init__(self):
         self.label = self.label or getattr(self.target, "address", "?")
         self.wants_landmarks = bool(getattr(self.encoder, "wants_landmarks", False))
+        self.failed_frames = 0            # frames this output could not encode or send (raised)
+        self._logged: set[str] = set()    # the kinds of those errors already logged
+
+    def failed(self, error: Exception, status: "StatusLine") -> None:
+        """An encoder or target raised: count it, log each kind once, go on with the others."""
+        self.failed_frames += 1
+        kind = type(error).__name__
+        if kind not in self._logged:
+            self._logged.add(kind)
+            status.clear()
+            detail = (str(error).strip().splitlines() or [""])[0]
+            log.error("%s: frame not sent (%s: %s); further errors of this kind are only counted",
+                      self.label, kind, detail, exc_info=log.isEnabledFor(logging.DEBUG))
 
 
 class TargetsLabel:
@@ -51,7 +77,7 @@ class TargetsLabel:
 
     @staticmethod
     def _failures(output: Output) -> int:
-        return getattr(output.target, "failed_datagrams", 0)
+        return getattr(output.target, "failed_datagrams", 0) + output.failed_frames
 
     def __call__(self) -> str:
         parts = []
@@ -74,15 +100,30 @@ class Stats:
     faces: int = 0
     started: float = field(default_factory=time.monotonic)
     latencies_ms: list[float] = field(default_factory=list)   # recent capture -> send
+    # The whole run's capture -> send latency as a histogram of 0.1 ms bins up to 1 s
+    # (the last bin takes everything slower): percentiles without keeping every sample.
+    latency_histogram: np.ndarray = field(default_factory=lambda: np.zeros(LATENCY_BINS + 1, np.int64))
+
+    def latency_percentile(self, q: float) -> float | None:
+        """The q-th percentile (0-100) of capture -> send latency in ms, or None."""
+        total = int(self.latency_histogram.sum())
+        if total == 0:
+            return None
+        bin_index = int(np.searchsorted(np.cumsum(self.latency_histogram), q / 100.0 * total))
+        return (bin_index + 1) * LATENCY_BIN_MS   # the bin's upper edge
     record_error: str | None = None   # why --record stopped, if it did
+    lost: int = 0                     # frames sent while the source (camera) was lost
+    tracking_errors: int = 0          # frames the tracker raised on (sent as "no face")
+    tracking_error_kinds: set = field(default_factory=set)   # those already logged (one line each)
 
 
 def with_model_blendshapes(state: FaceState, scores: dict[str, float]) -> FaceState:
-    """Replace the solver's ARKit values by the model's (tongueOut stays 0), VRM follows."""
+    """Replace the solver's ARKit values by the model's (tongueOut stays 0), VRM follows.
+    A score that is not a finite number keeps the solver's value."""
     b = state.blendshapes.copy()
     for name, value in scores.items():
         i = ARKIT_INDEX.get(name)
-        if i is not None:
+        if i is not None and math.isfinite(value):
             b[i] = value
     state.blendshapes = np.clip(b, 0.0, 1.0)
     state.vrm = vrm_presets(state.blendshapes, state.eye_angles)
@@ -143,6 +184,24 @@ class StatusLine:
             self.stream.flush()
 
 
+def _track(tracker, frame, stats: Stats, status: StatusLine) -> Tracked:
+    """The tracker's result; if it raises on a frame (a driver's odd image, say), the
+    frame counts as one without a face and the run goes on. Each kind is logged once."""
+    try:
+        return tracker.track(frame)
+    except Exception as error:
+        stats.tracking_errors += 1
+        kind = type(error).__name__
+        if kind not in stats.tracking_error_kinds:
+            stats.tracking_error_kinds.add(kind)
+            status.clear()
+            detail = (str(error).strip().splitlines() or [""])[0]
+            log.error("tracking failed on frame %d (%s: %s); sending it as no face, further errors of "
+                      "this kind are only counted", frame.index, kind, detail,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+        return _NO_FACE
+
+
 def _calibration_request(control, preview, default_seconds: float) -> tuple[float, str] | None:
     """(seconds, who asked) for a recalibration asked for since the last frame, else None."""
     request = control.poll() if control is not None else None
@@ -179,14 +238,26 @@ def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, use_model
     status = status or StatusLine(enabled=False)
     calibrator = shaper.calibrator
     deadline = stats.started + limits.duration if limits.duration is not None else None
+    lost_at = None   # the frame time when the source was lost, while it is
     for frame in source:
+        lost = getattr(frame, "lost", False)
+        if lost and lost_at is None:
+            lost_at = frame.time
+            status.clear()
+            reason = getattr(source, "lost_reason", "") or "no frames"
+            log.warning("%s lost: %s; trying to reopen it, sending tracking 0 meanwhile",
+                        getattr(source, "name", "the source"), reason)
+        elif not lost and lost_at is not None:
+            status.clear()
+            log.info("%s is back after %.1f s", getattr(source, "name", "the source"), frame.time - lost_at)
+            lost_at = None
         request = _calibration_request(control, preview, calibrate_seconds)
         if request is not None:
             seconds, who = request
             status.clear()
             log.info("calibrating for %g s, asked by %s: hold a neutral face", seconds, who)
             calibrator.start_capture(seconds)
-        tracked = tracker.track(frame)
+        tracked = _NO_FACE if lost else _track(tracker, frame, stats, status)
         state = None
         if tracked.landmarks is not None:
             state = solver.solve(tracked.landmarks, (frame.width, frame.height), time=frame.time)
@@ -202,14 +273,18 @@ def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, use_model
         shaped, tracking = shaper.update(frame.time, state)
         calibration_state = calibrator.vmc_state
         for output in outputs:
-            if output.wants_landmarks:
-                datagrams = output.encoder.encode(
-                    shaped, time=frame.time, tracking=tracking, calibration_state=calibration_state,
-                    landmarks=tracked.landmarks, image_size=(frame.width, frame.height), frame_index=frame.index)
-            else:
-                datagrams = output.encoder.encode(shaped, time=frame.time, tracking=tracking,
-                                                  calibration_state=calibration_state)
-            output.target.send(datagrams)
+            try:
+                if output.wants_landmarks:
+                    datagrams = output.encoder.encode(
+                        shaped, time=frame.time, tracking=tracking, calibration_state=calibration_state,
+                        landmarks=tracked.landmarks, image_size=(frame.width, frame.height),
+                        frame_index=frame.index)
+                else:
+                    datagrams = output.encoder.encode(shaped, time=frame.time, tracking=tracking,
+                                                      calibration_state=calibration_state)
+                output.target.send(datagrams)
+            except Exception as error:   # one output's failure costs the others nothing
+                output.failed(error, status)
         neutral = calibrator.take_finished()
         if neutral is not None:
             status.clear()
@@ -218,8 +293,15 @@ def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, use_model
                 on_calibrated(neutral)
         stats.frames += 1
         stats.faces += tracking
-        stats.latencies_ms.append((time.monotonic() - frame.captured) * 1000.0)
+        if lost:
+            stats.lost += 1
+        else:
+            latency = (time.monotonic() - frame.captured) * 1000.0
+            stats.latencies_ms.append(latency)
+            stats.latency_histogram[min(int(latency / LATENCY_BIN_MS), LATENCY_BINS)] += 1
         note = calibrator.status_note()
+        if lost:
+            note = f"{LOST_NOTE} | {note}" if note else LOST_NOTE
         status.update(stats, tracking, label, note)
         if preview is not None and not preview.show(frame, tracked.landmarks, shaped, tracking, status.fps, note):
             break

@@ -1,10 +1,18 @@
-"""UDP sending of ready-made datagrams. Knows nothing about faces or OSC."""
+"""UDP sending of ready-made datagrams. Knows nothing about faces or OSC.
+
+The host is resolved once, when the target is made; later sends use the numeric
+address, so a name that stops resolving mid-show changes nothing. The socket is
+connected (the kernel reports a receiver that is not listening as ECONNREFUSED) and
+non-blocking (a full send buffer is EAGAIN / ENOBUFS, never a stall). Every failed
+datagram is counted, by kind, and each kind is logged once per target.
+"""
 
 from __future__ import annotations
 
 import errno
 import logging
 import socket
+from collections import Counter
 
 log = logging.getLogger("facemocap.send")
 
@@ -29,7 +37,8 @@ class UdpTarget:
     """One UDP destination. send() never raises: a live tracker must not die
     because the receiver is closed or the network hiccups."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, *, socket_factory=socket.socket):
+        """socket_factory(family, type, proto): socket.socket, or a stand-in for tests."""
         port = parse_port(port)
         try:
             family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
@@ -38,12 +47,13 @@ class UdpTarget:
             raise TargetError(f"cannot resolve host {host!r}: {reason}") from None
         self.host, self.port = sockaddr[0], port
         try:
-            self._sock = socket.socket(family, kind, proto)
+            self._sock = socket_factory(family, kind, proto)
         except OSError as e:
             raise TargetError(f"cannot open a UDP socket for {host!r}: {e.strerror or e}") from None
         # Never stall the frame loop on a full send buffer: drop instead (EAGAIN).
         self._sock.setblocking(False)
         self.sent_datagrams = self.sent_bytes = self.failed_datagrams = 0
+        self.errors: Counter = Counter()   # failed datagrams by kind: "ECONNREFUSED", "EAGAIN" ...
         self._logged_errnos: set = set()
         try:
             # Connected, so the kernel reports "nothing listening" (ICMP port
@@ -66,6 +76,7 @@ class UdpTarget:
                 self._send(datagram)
             except OSError as e:
                 self.failed_datagrams += 1
+                self.errors[error_kind(e)] += 1
                 self._log_once(e)
             else:
                 self.sent_datagrams += 1
@@ -80,10 +91,20 @@ class UdpTarget:
                     self.address, error.strerror or error, hint)
 
     def close(self) -> None:
-        self._sock.close()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
 
     def __enter__(self) -> "UdpTarget":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def error_kind(error: OSError) -> str:
+    """A short name for an OSError's kind: its errno's name (ECONNREFUSED ...)."""
+    if error.errno is None:
+        return type(error).__name__
+    return errno.errorcode.get(error.errno, f"errno {error.errno}")

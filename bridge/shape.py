@@ -7,6 +7,10 @@ blink or a head turn gets through with little lag. Channels have different units
 so each is divided by a unit scale first and min_cutoff / beta mean the same for
 all: 1 unit = the full range of a blendshape, 45 degrees of rotation, 10 cm of
 head movement.
+
+Nothing non-finite is ever stored: a NaN or inf value from a backend is replaced by
+that channel's last good value, and a frame without a finite time counts as "time
+did not advance", so one bad frame can't poison the filter for the rest of a run.
 """
 
 from __future__ import annotations
@@ -52,16 +56,22 @@ class OneEuroFilter:
 
     def reset(self, t: float, value: np.ndarray) -> None:
         """Continue from value at time t, at rest (used after the face was lost)."""
-        self._t, self._x = t, np.asarray(value, dtype=np.float64) / self.scale
+        x = np.asarray(value, dtype=np.float64) / self.scale
+        if not np.isfinite(x).all():
+            x = np.where(np.isfinite(x), x, 0.0 if self._x is None else self._x)
+        self._t, self._x = t if math.isfinite(t) else (self._t or 0.0), x
         self._dx = np.zeros_like(self._x)
 
     def __call__(self, t: float, value: np.ndarray) -> np.ndarray:
         if self._t is None:
             self.reset(t, value)
             return self._x * self.scale
-        if t <= self._t:  # time did not advance: keep the output rather than divide by zero
+        # Time did not advance (or is not a number): keep the output rather than divide by zero.
+        if not t > self._t or not math.isfinite(t):
             return self._x * self.scale
         x = np.asarray(value, dtype=np.float64) / self.scale
+        if not np.isfinite(x).all():   # a NaN or inf: that channel holds its last value
+            x = np.where(np.isfinite(x), x, self._x)
         dt = t - self._t
         dx = (x - self._x) / dt
         self._dx = self._dx + _alpha(self.d_cutoff, dt) * (dx - self._dx)
@@ -95,18 +105,44 @@ class Shaper:
         self.filter = OneEuroFilter(options.min_cutoff, options.beta, scale=UNIT_SCALE)
         self._last: np.ndarray | None = None   # the last filtered vector with a face
         self._lost_since: float | None = None
+        self._time: float | None = None        # the last finite frame time
+        self._last_input: np.ndarray | None = None   # the last state given, all finite
 
     def update(self, t: float, state: FaceState | None) -> tuple[FaceState, bool]:
+        t = self._finite_time(t)
+        vector = None
+        if state is not None:
+            state, vector = self._finite_state(state)
         # Every frame, face or not: a capture window counts time, not only faces.
-        state = self.calibrator.process(t, state)
+        given, state = state, self.calibrator.process(t, state)
         if state is not None:
             self._lost_since = None
-            self._last = self.filter(t, state.vector())
+            self._last = self.filter(t, vector if state is given else state.vector())
             out, tracking = self._last, True
         else:
             out, tracking = self._lost(t), False
         shaped = FaceState.from_vector(out).sanitized()
         return (shaped.mirrored() if self.options.mirror else shaped), tracking
+
+    def _finite_time(self, t: float) -> float:
+        """t, or the last finite time when t is NaN or inf (as if time stood still)."""
+        t = float(t)
+        if math.isfinite(t):
+            self._time = t
+            return t
+        return self._time if self._time is not None else 0.0
+
+    def _finite_state(self, state: FaceState) -> tuple[FaceState, np.ndarray]:
+        """The state, and its vector, with any NaN / inf replaced by that channel's last
+        given value (neutral before there is one), before the calibrator or the filter sees it."""
+        v = state.vector()
+        finite = np.isfinite(v)
+        if not finite.all():
+            last = self._last_input if self._last_input is not None else FaceState.neutral().vector()
+            v = np.where(finite, v, last)
+            state = FaceState.from_vector(v)
+        self._last_input = v
+        return state, v
 
     def _lost(self, t: float) -> np.ndarray:
         if self._last is None:

@@ -94,6 +94,11 @@ LID_WATCH_GAP_SECONDS = 0.5  # a longer gap between frames (face lost) starts af
 # Assumed horizontal field of view of a webcam, for the head's distance estimate.
 CAMERA_FOV_DEGREES = 60.0
 
+# Landmarks are image pixels (a few thousand at most). A backend's garbage beyond this
+# (1e30, the float maximum) is clipped to it, so no product in the fit can overflow:
+# an inf reaching the SVD makes LAPACK spin forever, a NaN makes it raise.
+LANDMARK_LIMIT = 1e9
+
 
 def _ramp(x: float, lo: float, hi: float) -> float:
     """0 at lo, 1 at hi, clamped (lo may be greater than hi for a falling ramp).
@@ -129,7 +134,10 @@ class RigidFit:
     def __call__(self, points: np.ndarray):
         """(R, scale, t). Degenerate input (collinear, all equal) gives the identity, not NaN."""
         mu_p = self.w @ points
-        u, sing, vt = np.linalg.svd(self.weighted_ref_t @ (points - mu_p))
+        cross = self.weighted_ref_t @ (points - mu_p)
+        if not np.isfinite(cross).all():   # never hand LAPACK an inf (it hangs) or a NaN (it raises)
+            return np.eye(3), 1.0, np.nan_to_num(mu_p, nan=0.0, posinf=0.0, neginf=0.0)
+        u, sing, vt = np.linalg.svd(cross)
         rot = vt.T @ u.T
         if np.linalg.det(rot) < 0:  # a reflection: flip the weakest axis
             vt[2] = -vt[2]
@@ -163,8 +171,8 @@ class Solver:
         pts = np.asarray(points, dtype=np.float64)
         if pts.shape != (lm.COUNT, 3):
             raise ValueError(f"expected ({lm.COUNT}, 3) landmarks, got {pts.shape}")
-        if not np.isfinite(pts).all():
-            pts = np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0)
+        if not np.abs(pts).max() <= LANDMARK_LIMIT:   # NaN, inf or absurdly large (NaN fails <=)
+            pts = np.clip(np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0), -LANDMARK_LIMIT, LANDMARK_LIMIT)
         width, height = image_size or (self.image_width, self.image_height)
         # Image space -> camera frame (right-handed: x right, y up, z towards camera),
         # with Face Mesh's depth brought to the scale of x and y.

@@ -15,6 +15,12 @@ interface (:class:`Source`). OpenCV does all image and video I/O.
   seconds since the source was opened for a camera, ``index / fps`` for the demo.
 * A video, camera or image source is iterated once (a second ``iter()`` raises
   ``SourceError``; open it again). Sources are context managers.
+* A camera that stops delivering (unplugged, a driver error, grab() stuck) does not
+  end the run: its reader releases it and reopens it every 1-2 s, and meanwhile the
+  consumer's side of the queue yields "lost" frames (``image=None, lost=True``) at
+  the camera's frame rate, each time its wait on the queue times out. The run loop
+  sends those as "no face", so receivers get tracking 0 and the values ease to
+  neutral; real frames resume by themselves when the camera is back.
 
 Errors the user can fix (no camera, missing or undecodable file, empty folder)
 are raised as :class:`SourceError` with a one-line message.
@@ -57,6 +63,9 @@ class Frame:
     height: int = 0
     # Wall-clock (monotonic) moment the frame was read: the start of capture -> send latency.
     captured: float = field(default_factory=time.monotonic)
+    # No frame: the camera is lost and being reopened. image and landmarks are None; the
+    # time goes on at the camera's rate, so the run keeps sending (tracking 0).
+    lost: bool = False
 
 
 class SourceError(Exception):
@@ -177,6 +186,15 @@ class _ThreadedSource(Source):
                 continue
         return False
 
+    def _wait_seconds(self) -> float:
+        """How long the consumer waits on the queue before calling _idle()."""
+        return _POLL
+
+    def _idle(self) -> Frame | None:
+        """Called on the consumer's side when the queue stayed empty: a frame to yield
+        instead (the camera's lost frames), or None to keep waiting."""
+        return None
+
     def _run(self) -> None:
         try:
             self._produce(lambda frame: self._put(frame))
@@ -202,12 +220,15 @@ class _ThreadedSource(Source):
         try:
             while True:
                 try:
-                    item = self._queue.get(timeout=_POLL)
+                    item = self._queue.get(timeout=self._wait_seconds())
                 except queue.Empty:
                     if self._stop.is_set():
                         return
                     if self._thread is not None and not self._thread.is_alive() and self._queue.empty():
                         return
+                    idle = self._idle()
+                    if idle is not None:
+                        yield idle
                     continue
                 if item is _END:
                     return
@@ -328,71 +349,215 @@ def open_video(path: str, *, paced: bool) -> Source:
 # --------------------------------------------------------------------------- camera
 
 
+RETRY_SECONDS = (1.0, 1.5, 2.0)   # waits before each attempt to reopen a lost camera (the last repeats)
+STALL_SECONDS = 1.0               # no frame for this long counts as lost (a driver stuck in grab())
+READ_FAILURES = 5                 # failed reads in a row that count as lost (one corrupt frame does not)
+LOST_RATE_RANGE = (10.0, 60.0)    # Hz: lost frames go at the camera's frame rate, within these
+
+
 class CameraSource(_ThreadedSource):
+    """A webcam. Never ends by itself: a lost camera is reopened (see the module doc).
+
+    ``opener(index)`` makes the capture (default ``cv2.VideoCapture``): anything with
+    isOpened(), grab(), retrieve(), get() and release(). ``retry_seconds``: the waits
+    before each reopening attempt (the last one repeats). ``clock``: monotonic seconds,
+    for frame times and the lost frames' rate. ``lost_reason`` says why the camera was
+    last lost, ``reconnects`` how often it came back.
+    """
+
     static = False
     latest_wins = True
     queue_size = CAMERA_QUEUE
 
-    def __init__(self, index: int):
+    def __init__(self, index: int, *, opener: Callable | None = None,
+                 retry_seconds=RETRY_SECONDS, stall_seconds: float = STALL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__()
         self.index = index
         self.name = f"camera {index}"
-        hint = "(try --video FILE or --demo)"
-        cap = first = None
+        self._opener = opener or (lambda i: cv2.VideoCapture(i))  # looked up per call: tests patch cv2
+        self.retry_seconds = tuple(float(s) for s in retry_seconds) or RETRY_SECONDS
+        self.stall_seconds = float(stall_seconds)
+        self._clock = clock
+        self.lost_reason = ""
+        self.reconnects = 0
+        cap, first, grabbed = self._open()
+        if cap is None:
+            raise SourceError(f"cannot open camera {index}: no camera found or it is in use "
+                              f"(try --video FILE or --demo)")
+        self._cap = cap
+        self._first = first
+        self._t0 = grabbed
+        fps = self._get_fps(cap)
+        self.fps = float(fps) if _valid_fps(fps) else DEFAULT_FPS
+        self.height, self.width = first.shape[:2]
+        # Shared by the reader (frames) and the consumer (lost frames), so indices and
+        # times increase whichever side makes the next frame.
+        self._lock = threading.Lock()
+        self._lost = False
+        self._next_index = 0
+        self._last_time = 0.0
+        self._last_grab = grabbed
+        self._next_lost = 0.0
+
+    @property
+    def lost(self) -> bool:
+        """True while no frames come and the camera is being reopened."""
+        return self._lost
+
+    @property
+    def _lost_interval(self) -> float:
+        low, high = LOST_RATE_RANGE
+        return 1.0 / min(max(self.fps, low), high)
+
+    @staticmethod
+    def _get_fps(cap) -> float:
+        try:
+            return float(cap.get(cv2.CAP_PROP_FPS))
+        except Exception:
+            return 0.0
+
+    @staticmethod
+    def _release_capture(cap) -> None:
+        try:
+            cap.release()
+        except Exception:  # a capture whose device is gone may fail to release too
+            log.debug("error releasing a camera capture", exc_info=True)
+
+    def _open(self):
+        """(capture, first image, clock when it was grabbed), or (None, None, None)."""
+        cap = None
         # OpenCV logs its own warnings/errors for a missing device; we say it in one line.
         previous = _set_cv_log_level(_CV_LOG_SILENT)
         try:
-            cap = cv2.VideoCapture(index)
-            ok = cap.isOpened()
-            if ok:
-                ok = cap.grab()
-                self._t0 = time.monotonic()
-                ok, first = cap.retrieve() if ok else (False, None)
-                ok = ok and first is not None
-        except cv2.error as exc:
-            ok = False
-            log.debug("camera %d: %s", index, exc)
+            cap = self._opener(self.index)
+            if cap is not None and cap.isOpened() and cap.grab():
+                grabbed = self._clock()
+                ok, image = cap.retrieve()
+                if ok and image is not None:
+                    return cap, image, grabbed
+        except Exception as exc:  # cv2.error, or whatever a driver raises
+            log.debug("%s: %s", self.name, _first_line(exc))
         finally:
             _set_cv_log_level(previous)
-        if not ok:
+        if cap is not None:
+            self._release_capture(cap)
+        return None, None, None
+
+    def _read(self, cap):
+        """(image, clock when grabbed, None), or (None, None, why not)."""
+        try:
+            if not cap.grab():
+                return None, None, "no frames (disconnected?)"
+            grabbed = self._clock()
+            ok, image = cap.retrieve()
+        except Exception as exc:
+            return None, None, f"error reading it: {_first_line(exc)}"
+        if not ok or image is None:
+            return None, None, "could not decode a frame"
+        return image, grabbed, None
+
+    def _frame(self, image, grabbed: float) -> Frame:
+        h, w = image.shape[:2]
+        with self._lock:
+            self._lost = False
+            index, self._next_index = self._next_index, self._next_index + 1
+            # Never before a lost frame the consumer made while this one was decoded.
+            t = self._last_time = max(grabbed - self._t0, self._last_time)
+            self._last_grab = grabbed
+            self.width, self.height = w, h
+        return Frame(index, t, image, width=w, height=h)
+
+    def _mark_lost(self, reason: str) -> None:
+        with self._lock:
+            if not self._lost:
+                self._lost = True
+                self._next_lost = self._last_grab + self._lost_interval
+            self.lost_reason = reason
+        log.debug("%s lost: %s; reopening it", self.name, reason)
+
+    def _reopen(self):
+        """Reopen the camera, waiting retry_seconds between attempts; (None, None, None) when stopping."""
+        attempt = 0
+        while True:
+            delay = self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)]
+            if self._stop.wait(delay):
+                return None, None, None
+            attempt += 1
+            cap, image, grabbed = self._open()
             if cap is not None:
-                cap.release()
-            raise SourceError(f"cannot open camera {index}: no camera found or it is in use {hint}")
-        self._cap = cap
-        self._first = first
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if _valid_fps(fps) else DEFAULT_FPS
-        self.height, self.width = first.shape[:2]
+                self.reconnects += 1
+                log.debug("%s reopened after %d attempt(s)", self.name, attempt)
+                return cap, image, grabbed
+            if self._stop.is_set():
+                return None, None, None
 
     def _produce(self, emit):
-        cap, image, self._first = self._cap, self._first, None
-        h, w = image.shape[:2]
-        if not emit(Frame(0, 0.0, image, width=w, height=h)):
-            return
-        index = 1
+        cap, image, grabbed, self._first = self._cap, self._first, self._t0, None
+        failures = 0
         while not self._stop.is_set():
-            if not cap.grab():
-                if not self._stop.is_set():
-                    log.warning("%s stopped delivering frames (disconnected?); stopping", self.name)
+            if cap is None:
+                cap, image, grabbed = self._reopen()
+                self._cap = cap
+                if cap is None:
+                    return
+            if image is None:
+                image, grabbed, why = self._read(cap)
+                if image is None:
+                    failures += 1
+                    if self._stop.is_set():
+                        return
+                    if failures < READ_FAILURES:
+                        log.debug("%s: %s", self.name, why)
+                        continue
+                    self._mark_lost(why)
+                    self._release_capture(cap)
+                    cap = self._cap = None
+                    continue
+            failures = 0
+            if not emit(self._frame(image, grabbed)):
                 return
-            t = time.monotonic() - self._t0
-            ok, image = cap.retrieve()
-            if not ok or image is None:
-                log.warning("%s: could not decode a frame; stopping", self.name)
-                return
-            h, w = image.shape[:2]
-            if not emit(Frame(index, t, image, width=w, height=h)):
-                return
-            index += 1
+            image = None
+
+    # -- the consumer's side: lost frames when the queue stays empty
+    def _wait_seconds(self) -> float:
+        if not self._lost:
+            return _POLL
+        return min(_POLL, max(0.0, self._next_lost - self._clock()))
+
+    def _idle(self) -> Frame | None:
+        now = self._clock()
+        with self._lock:
+            if not self._lost and now - self._last_grab >= self.stall_seconds:
+                self._lost = True
+                self.lost_reason = f"no frame for {self.stall_seconds:g} s"
+                self._next_lost = self._last_grab + self._lost_interval
+            if not self._lost or now < self._next_lost:
+                return None
+            self._next_lost += self._lost_interval
+            if self._next_lost < now:   # the consumer fell behind: a steady rate from now on
+                self._next_lost = now + self._lost_interval
+            index, self._next_index = self._next_index, self._next_index + 1
+            t = self._last_time = max(now - self._t0, self._last_time)
+            w, h = self.width, self.height
+        return Frame(index, t, None, width=w, height=h, lost=True)
 
     def _release(self):
-        self._cap.release()
+        if self._cap is not None:
+            self._release_capture(self._cap)
         self._first = None
 
 
-def open_camera(index: int) -> Source:
-    """Camera ``index``. Raises SourceError if it cannot be opened or gives no frame."""
-    return CameraSource(int(index))
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def open_camera(index: int, *, opener: Callable | None = None, retry_seconds=RETRY_SECONDS,
+                stall_seconds: float = STALL_SECONDS, clock: Callable[[], float] = time.monotonic) -> Source:
+    """Camera ``index``. Raises SourceError if it cannot be opened or gives no first
+    frame; once running, a lost camera is reopened (see CameraSource)."""
+    return CameraSource(int(index), opener=opener, retry_seconds=retry_seconds,
+                        stall_seconds=stall_seconds, clock=clock)
 
 
 # --------------------------------------------------------------------------- images

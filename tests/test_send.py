@@ -1,4 +1,6 @@
+import errno
 import logging
+import os
 import socket
 
 import pytest
@@ -112,3 +114,61 @@ def test_unresolvable_host(host):
         UdpTarget(host, 39539)
     message = str(e.value)
     assert host in message and "\n" not in message
+
+
+def test_a_host_name_is_resolved_once_at_start(receiver, monkeypatch):
+    port = receiver.getsockname()[1]
+    target = UdpTarget("localhost", port)
+    if target.host != "127.0.0.1":
+        pytest.skip(f"localhost resolves to {target.host} first here; the receiver is on 127.0.0.1")
+
+    def no_resolution(*args, **kwargs):
+        raise AssertionError("the host was resolved again")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_resolution)   # as if DNS went away mid-show
+    target.send([b"still", b"here"])
+    assert [receiver.recv(2048) for _ in range(2)] == [b"still", b"here"]
+    assert target.failed_datagrams == 0
+    target.close()
+
+
+class _FullBuffer:
+    """A non-blocking socket whose send buffer is full: EAGAIN, then ENOBUFS, then EAGAIN ..."""
+
+    def __init__(self, *args):
+        self.calls = 0
+
+    def setblocking(self, flag):
+        assert flag is False   # never a blocking socket: a full buffer must not stall the frame loop
+
+    def connect(self, address):
+        pass
+
+    def send(self, datagram):
+        self.calls += 1
+        code = errno.EAGAIN if self.calls % 2 else errno.ENOBUFS
+        raise OSError(code, os.strerror(code))
+
+    def close(self):
+        pass
+
+
+def test_a_full_send_buffer_is_counted_by_kind_and_logged_once_per_kind(caplog):
+    target = UdpTarget("127.0.0.1", 9, socket_factory=_FullBuffer)
+    with caplog.at_level(logging.WARNING, logger="facemocap.send"):
+        for _ in range(50):
+            target.send([b"x", b"y"])
+    assert target.failed_datagrams == 100 and target.sent_datagrams == 0
+    assert dict(target.errors) == {"EAGAIN": 50, "ENOBUFS": 50}
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all("127.0.0.1:9" in line for line in lines)
+
+
+def test_a_refused_receiver_is_counted_as_econnrefused():
+    target = UdpTarget("127.0.0.1", free_udp_port())
+    for _ in range(20):
+        target.send([b"x"])
+    if target.failed_datagrams:   # Linux; other systems may not report it
+        assert set(target.errors) == {"ECONNREFUSED"}
+    assert target.failed_datagrams == sum(target.errors.values())
+    target.close()

@@ -142,3 +142,44 @@ def test_status_line_shows_the_calibration_note_and_clears_for_log_lines():
     assert out.getvalue().endswith("| calibrating: hold a neutral face (1.4 s left)")
     status.clear()
     assert out.getvalue().endswith("\r\x1b[2K")
+
+
+def test_a_nan_value_does_not_poison_its_channel_for_the_rest_of_the_run():
+    shaper = Shaper(ShapeOptions())
+    t = 0.0
+    for _ in range(10):
+        shaper.update(t, face(jaw=0.5))
+        t += 1 / FPS
+    bad = face(jaw=0.5)
+    bad.blendshapes[ARKIT_INDEX["jawOpen"]] = np.nan
+    bad.head_angles[0] = np.inf
+    state, tracking = shaper.update(t, bad)
+    assert tracking and state.blendshape("jawOpen") == pytest.approx(0.5)   # held, not 0
+    for _ in range(30):
+        t += 1 / FPS
+        state, _ = shaper.update(t, face(jaw=0.9, yaw=10.0))
+    assert state.blendshape("jawOpen") > 0.85 and state.head_angles[0] > 9.0   # still follows the face
+
+
+def test_a_frame_time_that_is_not_a_number_does_not_poison_the_filter():
+    shaper = Shaper(ShapeOptions())
+    for i in range(10):
+        shaper.update(i / FPS, face(jaw=0.2))
+    for t in (float("nan"), float("inf"), float("-inf")):
+        state, _ = shaper.update(t, face(jaw=0.2))
+        assert np.isfinite(state.vector()).all()
+        state, _ = shaper.update(t, None)       # face-loss easing with such a time, too
+        assert np.isfinite(state.vector()).all()
+    for i in range(10, 60):
+        state, _ = shaper.update(i / FPS, face(jaw=0.8))
+    assert state.blendshape("jawOpen") > 0.75
+
+
+def test_one_euro_keeps_the_last_value_of_a_non_finite_channel():
+    f = OneEuroFilter()
+    f(0.0, np.array([0.25, 0.5]))
+    out = f(0.1, np.array([np.nan, 0.5]))
+    assert out[0] == 0.25 and out[1] == 0.5
+    assert np.array_equal(f(float("nan"), np.array([1.0, 1.0])), out)   # no time: no step
+    fresh = OneEuroFilter()
+    assert np.isfinite(fresh(0.0, np.array([np.inf, 1.0]))).all()

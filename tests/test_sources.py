@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -295,39 +296,58 @@ class _FakeCapture:
         self.released = True
 
 
-def test_camera_latest_wins_and_ends_when_lost(monkeypatch, caplog):
-    monkeypatch.setattr(sources.cv2, "VideoCapture", _FakeCapture)
-    src = open_camera(0)
+class _NeverOpens(_FakeCapture):
+    def isOpened(self):
+        return False
+
+
+def test_camera_latest_wins_then_lost_frames_when_it_stops(caplog):
+    captures = [_FakeCapture(0)]
+    src = open_camera(0, opener=lambda i: captures.pop(0) if captures else _NeverOpens(i), retry_seconds=(0.01,))
+    first = src._cap
     assert src.name == "camera 0"
     assert src.fps == 30.0  # fallback
     got = []
-    with caplog.at_level(logging.WARNING, logger="facemocap.sources"):
+    with caplog.at_level(logging.DEBUG, logger="facemocap.sources"):
         for frame in src:
             got.append(frame)
+            if frame.lost:
+                break
             time.sleep(0.01)  # slower than the camera
     src.close()
-    indices = [f.index for f in got]
+    real, lost = got[:-1], got[-1]
+    indices = [f.index for f in real]
     assert indices == sorted(indices) and indices[0] == 0
-    times = [f.time for f in got]
+    times = [f.time for f in real]
     assert times == sorted(times)
     assert src.dropped > 0
-    assert len(got) + src.dropped == _FakeCapture.frames
+    assert len(real) + src.dropped == _FakeCapture.frames
     assert indices[-1] == _FakeCapture.frames - 1  # the newest frame is never the one dropped
+    # The camera stopped: no end, a lost frame instead, after the last real one.
+    assert lost.image is None and lost.landmarks is None and not any(f.lost for f in real)
+    assert lost.index > indices[-1] and lost.time >= times[-1]
+    assert (lost.width, lost.height) == (6, 4)
+    assert "no frames" in src.lost_reason
     assert any("camera 0" in r.getMessage() for r in caplog.records)
-    assert src._cap.released
+    assert first.released
     assert not src.reader_alive
 
 
-def test_camera_reader_exception_surfaces_as_source_error(monkeypatch):
+def test_camera_driver_exception_is_a_loss_not_a_crash():
     class Failing(_FakeCapture):
         fail_at = 5
 
-    monkeypatch.setattr(sources.cv2, "VideoCapture", Failing)
-    src = open_camera(1)
-    with pytest.raises(SourceError, match="driver exploded"):
-        for _ in src:
-            pass
+    captures = [Failing(1), _FakeCapture(1)]
+    src = open_camera(1, opener=lambda i: captures.pop(0) if captures else _NeverOpens(i), retry_seconds=(0.0,))
+    kinds = []
+    for frame in src:
+        kinds.append("lost" if frame.lost else "frame")
+        if src.reconnects and not frame.lost:
+            break
     src.close()
+    assert "driver exploded" in src.lost_reason
+    assert kinds[0] == "frame" and kinds[-1] == "frame"
+    assert src.reconnects == 1
     assert not src.reader_alive
 
 
@@ -353,6 +373,122 @@ def test_camera_that_gives_no_first_frame(monkeypatch):
     monkeypatch.setattr(sources.cv2, "VideoCapture", NoFrames)
     with pytest.raises(SourceError, match="--demo"):
         open_camera(2)
+
+
+class _NumberedCapture(_FakeCapture):
+    value = 0
+
+    def retrieve(self):
+        ok, image = super().retrieve()
+        return ok, np.full_like(image, self.value)
+
+
+class FlakyCamera:
+    """A fake camera for CameraSource's opener: the first capture gives `frames`
+    frames, then the device is gone (grab() fails, or retrieve() raises with
+    `fail="raise"`). Reopening fails until the test sets `back`; from then on every
+    capture delivers frames. Each frame's grey value is the capture's number (1, 2 ...)."""
+
+    def __init__(self, frames: int = 5, fail: str = "grab"):
+        self.frames, self.fail = frames, fail
+        self.back = threading.Event()
+        self.attempts = 0      # calls of the opener
+        self.opened = []       # the captures that opened
+
+    def opener(self, index):
+        self.attempts += 1
+        if self.opened and not self.back.is_set():
+            return _NeverOpens(index)
+        capture = _NumberedCapture(index)
+        capture.value = len(self.opened) + 1
+        capture.frames = self.frames if not self.opened else 10**9
+        if not self.opened and self.fail == "raise":
+            capture.fail_at = self.frames
+            capture.frames = 10**9
+        self.opened.append(capture)
+        return capture
+
+
+@pytest.mark.parametrize("fail", ["grab", "raise"])
+def test_lost_camera_sends_lost_frames_then_resumes_when_it_is_back(fail):
+    camera = FlakyCamera(frames=5, fail=fail)
+    src = open_camera(0, opener=camera.opener, retry_seconds=(0.01,))
+    got = []
+    for frame in src:
+        got.append(frame)
+        if sum(f.lost for f in got) >= 5 and camera.attempts >= 3:
+            camera.back.set()        # the camera is plugged in again, after failed attempts
+        if camera.back.is_set() and not frame.lost and len(got) > 5:
+            break
+    src.close()
+    kinds = "".join("L" if f.lost else "F" for f in got)
+    assert re.fullmatch("F+L{5,}F", kinds), kinds     # frames, lost frames, frames again
+    lost = [f for f in got if f.lost]
+    assert all(f.image is None and f.landmarks is None and (f.width, f.height) == (6, 4) for f in lost)
+    assert [f.index for f in got] == sorted(f.index for f in got) and len({f.index for f in got}) == len(got)
+    assert [f.time for f in got] == sorted(f.time for f in got)
+    assert got[0].image[0, 0, 0] == 1 and got[-1].image[0, 0, 0] == 2   # the second capture's frames
+    assert camera.attempts >= 4                                           # after failed attempts
+    assert src.reconnects == 1 and len(camera.opened) == 2
+    assert ("driver exploded" if fail == "raise" else "no frames") in src.lost_reason
+    assert camera.opened[0].released
+    assert not src.reader_alive
+
+
+def test_camera_stuck_in_grab_counts_as_lost_until_frames_come_again():
+    release = threading.Event()
+
+    class Stuck(_FakeCapture):
+        frames = 10**9
+
+        def grab(self):
+            if self.n == 3:
+                release.wait()     # a driver that hangs instead of failing
+            return super().grab()
+
+    src = open_camera(0, opener=Stuck, stall_seconds=0.05)
+    got = []
+    for frame in src:
+        got.append(frame)
+        if frame.lost and not release.is_set():
+            release.set()
+        if release.is_set() and not frame.lost:
+            break
+    src.close()
+    kinds = "".join("L" if f.lost else "F" for f in got)
+    assert re.fullmatch("F+L+F", kinds), kinds
+    assert "no frame for 0.05 s" in src.lost_reason
+    assert src.reconnects == 0   # the same capture went on
+
+
+def test_one_undecodable_camera_frame_is_skipped_not_a_loss():
+    class OneBadFrame(_FakeCapture):
+        frames = 10
+
+        def retrieve(self):
+            return (False, None) if self.n == 4 else super().retrieve()
+
+    captures = [OneBadFrame(0)]
+    src = open_camera(0, opener=lambda i: captures.pop(0) if captures else _NeverOpens(i), retry_seconds=(0.01,))
+    got = []
+    for frame in src:
+        if frame.lost:
+            break
+        got.append(frame)
+    src.close()
+    assert len(got) + src.dropped == 9           # frame 4 skipped, the stream went on
+    assert "no frames" in src.lost_reason        # lost only when the device stopped, after frame 10
+
+
+def test_closing_a_lost_camera_stops_its_reader():
+    camera = FlakyCamera(frames=2)
+    src = open_camera(0, opener=camera.opener, retry_seconds=(3600.0,))
+    it = iter(src)
+    while not next(it).lost:
+        pass
+    src.close()      # the reader waits an hour before its next attempt: close() cuts that short
+    assert not src.reader_alive
+    it.close()
 
 
 # --------------------------------------------------------------------------- demo
