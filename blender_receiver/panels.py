@@ -4,6 +4,7 @@ import bpy
 
 from . import session
 from .properties import BONE_PROPERTIES
+from .receiver import ReceiverError, is_loopback, listens_everywhere, parse_allow_list
 
 
 class FACEMOCAP_UL_meshes(bpy.types.UIList):
@@ -33,6 +34,27 @@ def _list_with_buttons(layout, list_type, owner, collection, active, operator_pr
     buttons.operator(f"{operator_prefix}_remove", icon="REMOVE", text="")
 
 
+def _allow_list_problem(text: str) -> str:
+    try:
+        parse_allow_list(text)
+    except ReceiverError as error:
+        return str(error)
+    return ""
+
+
+def exposure_warning(host: str, allow_listed: bool) -> str:
+    """The status line for a receiver reachable from the network, or ''."""
+    if listens_everywhere(host):
+        where = "Listening on every network interface"
+    elif not is_loopback(host):
+        where = f"Listening on the network at {host}"
+    else:
+        return ""
+    if allow_listed:
+        return f"{where}: only allow-listed senders can drive this scene"
+    return f"{where}: anyone on the network can drive this scene"
+
+
 class _SidebarPanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
@@ -50,6 +72,10 @@ class FACEMOCAP_PT_receiver(_SidebarPanel, bpy.types.Panel):
         col.enabled = not state.running
         col.prop(settings, "host")
         col.prop(settings, "port")
+        col.prop(settings, "allow")
+        allow_problem = _allow_list_problem(settings.allow)
+        if allow_problem and not state.running:
+            col.label(text=allow_problem, icon="ERROR")
         row = layout.row(align=True)
         if state.running:
             row.operator("facemocap.stop", icon="PAUSE")
@@ -66,9 +92,14 @@ class FACEMOCAP_PT_receiver(_SidebarPanel, bpy.types.Panel):
                 text=f"Receiving, {state.fps():.0f} fps" if receiving else "Listening, nothing received",
                 icon="CHECKMARK" if receiving else "TIME",
             )
+            exposure = exposure_warning(state.receiver.host, bool(state.receiver.networks))
+            if exposure:
+                box.label(text=exposure, icon="ERROR")
             stats = state.receiver.stats
             box.label(text=f"From {state.receiver.stream.last_sender or '-'}")
             box.label(text=f"Dropped as malformed: {stats.dropped}")
+            if state.receiver.networks:
+                box.label(text=f"Dropped, sender not allowed: {state.receiver.not_allowed}")
             if state.receiver.overflowed:
                 box.label(text=f"Skipped while Blender was busy: {state.receiver.overflowed}")
         else:

@@ -11,6 +11,7 @@ from bpy.props import (
 )
 
 from . import session
+from .receiver import DEFAULT_HOST
 
 
 def _settings_changed(self, context):
@@ -63,8 +64,20 @@ class FACEMOCAP_PG_mesh(bpy.types.PropertyGroup):
 
 class FACEMOCAP_PG_settings(bpy.types.PropertyGroup):
     host: StringProperty(
-        name="Host", default="127.0.0.1",
-        description="Address to listen on (0.0.0.0 for every network interface)",
+        name="Host", default=DEFAULT_HOST,
+        description=(
+            "Address to listen on. 127.0.0.1 (the default): senders on this machine only. "
+            "0.0.0.0 or :: listens on every network interface, so anyone on the network "
+            "can drive this scene (limit it with Allow)"
+        ),
+    )
+    allow: StringProperty(
+        name="Allow",
+        description=(
+            "Accept datagrams only from these senders: IPv4 / IPv6 addresses or CIDR ranges "
+            "(192.168.1.20, 192.168.1.0/24, ::1), separated by commas or spaces. "
+            "Empty: every sender. Others are dropped before parsing and counted"
+        ),
     )
     port: IntProperty(name="Port", default=39539, min=1, max=65535)
     meshes: CollectionProperty(type=FACEMOCAP_PG_mesh)

@@ -84,10 +84,11 @@ def _edit_handlers():
 
 
 def start(scene) -> str:
-    """Start listening with the scene's host and port; returns an error line or ''."""
+    """Start listening with the scene's host, port and allow-list; returns an error
+    line or '' (an invalid allow-list entry is such an error: nothing starts)."""
     settings = scene.facemocap
     stop(scene, finish_take=False)
-    receiver = Receiver(settings.host.strip(), settings.port)
+    receiver = Receiver(settings.host.strip(), settings.port, settings.allow)
     landmarks = LandmarkStream(receiver.stream.stats)
     receiver.stream.route(landmark_stream.ADDRESS, landmarks)
     for address, handler in ROUTES.items():

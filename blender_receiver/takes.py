@@ -36,6 +36,7 @@ class Take:
         self.shape_keys: dict[tuple[str, str], _Channel] = {}  # (object, key) -> values
         self.bones: dict[tuple[str, str], _Channel] = {}  # (armature, bone) -> (w, x, y, z)
         self.landmark_times: list[float] = []   # the stream's own times
+        self.landmark_arrivals: list[float] = []  # time.monotonic() when each completed
         self.landmark_points: list = []          # (478, 3) float32 per landmark frame
 
     def __len__(self) -> int:
@@ -44,6 +45,7 @@ class Take:
     def add_landmarks(self, frames) -> None:
         for frame in frames:
             self.landmark_times.append(frame.time)
+            self.landmark_arrivals.append(frame.received)
             self.landmark_points.append(frame.points)
 
     def add(self, frame, resolved) -> None:
@@ -69,16 +71,42 @@ class Take:
     def seconds(self) -> np.ndarray:
         """Time of each frame from the take's start, from the sender's clock where it
         steps forward sensibly, else from when the frame arrived."""
-        seconds = np.zeros(len(self))
-        for i in range(1, len(self)):
-            step = None
-            now, before = self.stream_times[i], self.stream_times[i - 1]
-            if now is not None and before is not None and 0 < now - before < MAX_TIME_STEP:
-                step = now - before
-            if step is None:
-                step = max(self.arrival_times[i] - self.arrival_times[i - 1], 0.0)
-            seconds[i] = seconds[i - 1] + step
+        return _trusted_seconds(self.stream_times, self.arrival_times)
+
+    def landmark_seconds(self) -> np.ndarray:
+        """Time of each landmark frame on the same time line as seconds().
+
+        Steps follow the same rule (the sender's clock where it steps forward
+        sensibly, else arrival). The first landmark frame is placed by the sender's
+        clock relative to the VMC frames when that agrees with when they arrived
+        (within MAX_TIME_STEP), else by arrival: a landmark time of 3e38 (found by
+        bench/fuzz.py) once asked for 10^40 point-cache frames.
+        """
+        seconds = _trusted_seconds(self.landmark_times, self.landmark_arrivals)
+        if len(self) and self.landmark_arrivals:
+            by_arrival = self.landmark_arrivals[0] - self.arrival_times[0]
+            offset = by_arrival
+            vmc_seconds = self.seconds()
+            first = next((i for i, t in enumerate(self.stream_times) if t is not None), None)
+            if first is not None:
+                by_clock = vmc_seconds[first] + (self.landmark_times[0] - self.stream_times[first])
+                if abs(by_clock - by_arrival) < MAX_TIME_STEP:
+                    offset = by_clock
+            seconds += offset
         return seconds
+
+
+def _trusted_seconds(stream_times, arrival_times) -> np.ndarray:
+    seconds = np.zeros(len(arrival_times))
+    for i in range(1, len(arrival_times)):
+        step = None
+        now, before = stream_times[i], stream_times[i - 1]
+        if now is not None and before is not None and 0 < now - before < MAX_TIME_STEP:
+            step = now - before
+        if step is None:
+            step = max(arrival_times[i] - arrival_times[i - 1], 0.0)
+        seconds[i] = seconds[i - 1] + step
+    return seconds
 
 
 def write_take(take: Take, scene) -> list[str]:
@@ -139,9 +167,8 @@ def _write_landmarks(take: Take, scene, fps: float) -> list[str]:
         return []
     if obj is None or obj.type != "MESH" or len(obj.data.vertices) != len(take.landmark_points[0]):
         return [f"{len(take.landmark_points)} landmark frames were received but there is no landmark face to keep them"]
-    # Stream times share the clock of /VMC/Ext/T; start where the VMC channels start.
-    origin = next((t for t in take.stream_times if t is not None), take.landmark_times[0])
-    times = take.start_frame + (np.asarray(take.landmark_times) - origin) * fps
+    # Stream times share the clock of /VMC/Ext/T: on the VMC channels' time line.
+    times = take.start_frame + take.landmark_seconds() * fps
     order = np.argsort(times, kind="stable")
     times = times[order]
     points = np.stack([landmarks_to_blender(take.landmark_points[i]) for i in order])

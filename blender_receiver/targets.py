@@ -12,9 +12,10 @@ crash Blender. Targets are rebuilt from the settings every second and after edit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from mathutils import Quaternion
+from mathutils import Euler, Quaternion
 
 from .mapping import guess_bone_map, match_shape_keys, unity_to_blender_rotation
 
@@ -155,7 +156,14 @@ def set_rotation(pose_bone, rotation: Quaternion) -> None:
         axis, angle = rotation.to_axis_angle()
         pose_bone.rotation_axis_angle = (angle, *axis)
     else:
-        pose_bone.rotation_euler = rotation.to_euler(mode, pose_bone.rotation_euler)
+        # The previous angles keep consecutive frames continuous (through 180 degrees too),
+        # but to_euler(compat) follows every turn: a sender that spins a bone (fuzz found
+        # it) walked them into hundreds of radians, where float32 loses precision. Past a
+        # full turn they are wrapped back first, so they stay within about +-3 pi.
+        previous = pose_bone.rotation_euler
+        if any(abs(a) > math.tau for a in previous):
+            previous = Euler([math.remainder(a, math.tau) for a in previous], mode)
+        pose_bone.rotation_euler = rotation.to_euler(mode, previous)
 
 
 # The landmark face: one image width is this many metres. Image x (right) is the

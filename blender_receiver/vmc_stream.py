@@ -1,10 +1,19 @@
 """VMC datagrams in, complete frames out. Plain Python: no bpy, no sockets.
 
-python-osc decodes the datagrams; this module checks every argument before it is
-used (types, counts, finite numbers, printable names of sane length), groups the
-messages of one batch, and emits a `VmcFrame` at each `/VMC/Ext/Blend/Apply`, the
-VMC marker for "the batch is complete". Anything wrong is dropped and counted,
-never raised: this runs inside Blender.
+A datagram's bundles are taken apart here, without recursion and with every
+element size checked; python-osc decodes each message's arguments, after its type
+tags are checked. This module then checks every argument before it is used (types,
+counts, finite numbers, printable names of sane length), groups the messages of
+one batch, and emits a `VmcFrame` at each `/VMC/Ext/Blend/Apply`, the VMC marker
+for "the batch is complete". Anything wrong is dropped and counted, never raised
+and never logged: this runs inside Blender.
+
+Why not python-osc's `OscPacket` for the bundles (found by bench/fuzz.py): a bundle
+element whose size is negative sends it into an endless loop (the receiving thread
+hangs, logging a warning each turn); nesting recurses once per level, so ~500
+levels raise RecursionError; and unknown type tags or element kinds log a warning
+on the root logger per occurrence, so one hostile datagram could write thousands
+of lines to Blender's console.
 """
 
 from __future__ import annotations
@@ -14,13 +23,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pythonosc import osc_packet
+from pythonosc.osc_message import OscMessage
 
 # Blender names (shape keys, bones) are at most 63 bytes; VMC names are short too.
 MAX_NAME_LENGTH = 63
 # Bounds on what a hostile or broken sender can make us hold.
 MAX_BLENDS_PER_FRAME = 1024
 MAX_BONES = 128
+# VMC senders send flat bundles; OSC libraries nest one or two levels at most.
+MAX_BUNDLE_DEPTH = 16
 
 Quaternion = tuple[float, float, float, float]  # x, y, z, w in VMC's (Unity) axes
 Handler = Callable[[list, str], None]
@@ -47,11 +58,13 @@ class StreamStats:
     bad_messages: int = 0  # known address, wrong / too few / non-finite arguments
     bad_names: int = 0  # names too long, empty or unprintable
     overflow: int = 0  # names beyond the per-frame / per-stream bounds
+    too_deep: int = 0  # datagrams whose bundles nest deeper than MAX_BUNDLE_DEPTH
     handler_errors: int = 0  # exceptions from routed handlers
+    internal_errors: int = 0  # exceptions that escaped feed() (a bug: counted by the server)
 
     @property
     def dropped(self) -> int:
-        return self.malformed + self.bad_messages + self.bad_names + self.overflow
+        return self.malformed + self.bad_messages + self.bad_names + self.overflow + self.too_deep
 
 
 def valid_name(name) -> bool:
@@ -78,11 +91,96 @@ def _numbers(params: list, start: int, count: int) -> list[float] | None:
 
 
 def _unit_quaternion(values: list[float]) -> Quaternion | None:
-    norm = math.sqrt(sum(v * v for v in values))
-    if norm < 1e-6:
+    # Scaled by the largest component first: squaring 1e200 (a double argument)
+    # overflows, and dividing by an infinite norm gave the zero "quaternion".
+    scale = max(abs(v) for v in values)
+    if scale == 0.0:
         return None
-    x, y, z, w = (v / norm for v in values)
+    scaled = [v / scale for v in values]
+    norm = math.sqrt(sum(v * v for v in scaled))
+    if norm * scale < 1e-6:
+        return None
+    x, y, z, w = (v / norm for v in scaled)
     return (x, y, z, w)
+
+
+_BUNDLE = b"#bundle\x00"
+_BUNDLE_HEADER = 16  # "#bundle\0" and the 8-byte time tag
+# The argument types python-osc decodes; any other tag makes a message undecodable.
+_KNOWN_TAGS = b"ifsbhdrmtTFN[]"
+
+
+class Malformed(Exception):
+    """A datagram that is not well-formed OSC."""
+
+
+class TooDeep(Malformed):
+    """Bundles nested deeper than the limit."""
+
+
+def split_datagram(data: bytes, max_depth: int = MAX_BUNDLE_DEPTH) -> list[bytes]:
+    """The messages of one datagram, in the order they were packed.
+
+    Bundles are walked with an explicit stack, never recursively. Every element
+    size must be positive and fit inside its bundle; bundle time tags are ignored
+    (VMC senders use "immediately", and this stream applies frames as they come).
+    Raises Malformed (or TooDeep) for anything else.
+    """
+    if data[:1] == b"/":
+        return [data]
+    if not data.startswith(_BUNDLE) or len(data) < _BUNDLE_HEADER:
+        raise Malformed("neither a message nor a bundle")
+    messages = []
+    ends = [len(data)]  # where each open bundle ends, innermost last
+    pos = _BUNDLE_HEADER
+    while ends:
+        end = ends[-1]
+        if pos == end:
+            ends.pop()
+            continue
+        if end - pos < 4:
+            raise Malformed("a bundle element size is cut off")
+        size = int.from_bytes(data[pos:pos + 4], "big", signed=True)
+        pos += 4
+        if size <= 0 or size > end - pos:
+            raise Malformed(f"a bundle element claims {size} bytes, {end - pos} are left")
+        if data[pos] == 0x2F:  # "/": a message
+            messages.append(data[pos:pos + size])
+            pos += size
+        elif data.startswith(_BUNDLE, pos) and size >= _BUNDLE_HEADER:
+            if len(ends) >= max_depth:
+                raise TooDeep(f"bundles nested deeper than {max_depth} levels")
+            ends.append(pos + size)
+            pos += _BUNDLE_HEADER
+        else:
+            raise Malformed("a bundle element is neither a message nor a bundle")
+    return messages
+
+
+def decode_message(data: bytes) -> OscMessage:
+    """One message, decoded by python-osc once its type tags are known to be ones it
+    decodes (it would log and skip others). Raises Malformed."""
+    nul = data.find(b"\x00")
+    if nul < 0:
+        raise Malformed("the address is not terminated")
+    tags_at = (nul + 4) & ~3
+    if tags_at < len(data):
+        if data[tags_at:tags_at + 1] != b",":
+            raise Malformed("no type tag string")
+        tags_end = data.find(b"\x00", tags_at)
+        if tags_end < 0:
+            raise Malformed("the type tags are not terminated")
+        if data[tags_at + 1:tags_end].translate(None, _KNOWN_TAGS):
+            raise Malformed("unknown type tags")
+    try:
+        return OscMessage(data)
+    except Exception as error:  # ParseError; UnicodeDecodeError for non-UTF-8 strings
+        raise Malformed(str(error)) from None
+
+
+def decode_datagram(data: bytes, max_depth: int = MAX_BUNDLE_DEPTH) -> list[OscMessage]:
+    """Every message of a datagram, or Malformed / TooDeep for the whole datagram."""
+    return [decode_message(m) for m in split_datagram(data, max_depth)]
 
 
 @dataclass
@@ -122,8 +220,11 @@ class VmcStream:
     def feed(self, datagram: bytes, sender: str) -> None:
         self.stats.datagrams += 1
         try:
-            messages = [timed.message for timed in osc_packet.OscPacket(datagram).messages]
-        except Exception:  # python-osc raises ParseError, and worse on some garbage
+            messages = decode_datagram(datagram)
+        except TooDeep:
+            self.stats.too_deep += 1
+            return
+        except Malformed:
             self.stats.malformed += 1
             return
         self.last_sender = sender

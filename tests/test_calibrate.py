@@ -2,9 +2,12 @@
 profiles on disk, the OSC control port and the run loop's wiring."""
 
 import json
+import logging
 import math
 import os
 import socket
+import struct
+import threading
 import time
 
 import numpy as np
@@ -405,6 +408,62 @@ def test_control_port_ignores_and_counts_garbage(control):
     # b"" may not even reach the server as a datagram; every other bad one is counted.
     assert wait_for(lambda: control.malformed >= len(garbage) - 1 + len(bad_args))
     assert control.poll() is None
+
+
+def _control_bundle(*elements, sizes=None):
+    out = b"#bundle\x00" + b"\x00" * 7 + b"\x01"
+    for i, e in enumerate(elements):
+        out += struct.pack(">i", len(e) if sizes is None else sizes[i]) + e
+    return out
+
+
+CALIBRATE_2S = b"/facemocap/calibrate\x00\x00\x00\x00,f\x00\x00" + struct.pack(">f", 2.0)
+
+
+def _dispatch(control, datagram):
+    """Straight into the port's dispatcher, on a thread: python-osc looped forever on
+    some of these (a hang guard, not a timing)."""
+    worker = threading.Thread(target=control._server.dispatcher.call_handlers_for_packet,
+                              args=(datagram, ("127.0.0.1", 9)), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    return not worker.is_alive()
+
+
+def test_control_port_survives_what_python_osc_did_not(control, caplog):
+    nested = CALIBRATE_2S
+    for _ in range(999):
+        nested = _control_bundle(nested)
+    datagrams = [
+        _control_bundle(CALIBRATE_2S, sizes=[-4]),   # python-osc: an endless loop
+        nested,                                      # python-osc: RecursionError
+        # python-osc builds 5000 nested lists from the brackets; their repr in the
+        # "bad arguments" log line raised RecursionError
+        b"/facemocap/calibrate\x00\x00\x00\x00," + b"[" * 5000 + b"]" * 5000 + b"\x00" * 3,
+        b"/facemocap/calibrate\x00\x00\x00\x00,zz\x00",  # python-osc: a warning per unknown tag
+    ]
+    with caplog.at_level(logging.WARNING):
+        for datagram in datagrams:
+            assert _dispatch(control, datagram)
+    assert (control.malformed, control.too_deep, control.bad_args, control.errors) == (4, 1, 1, 0)
+    assert control.poll() is None
+    assert caplog.records == []
+    assert _dispatch(control, _control_bundle(CALIBRATE_2S))
+    assert control.poll().seconds == 2.0
+
+
+def test_control_port_listens_on_this_machine_only(control):
+    assert control.host == "127.0.0.1" and control.address == f"127.0.0.1:{control.port}"
+
+
+def test_bad_arguments_are_described_flat_and_short():
+    from bridge.control import describe_args
+
+    deep = []
+    for _ in range(5000):
+        deep = [deep]
+    assert describe_args((deep, b"x" * 100, "y" * 100, 1.5, None, True, 7)) == (
+        "(<array of 1>, <blob of 100 bytes>, " + repr("y" * 40) + "..., 1.5, None, ... 7 in all)")
 
 
 def test_control_port_in_use_is_a_one_line_error(control):

@@ -697,3 +697,138 @@ def test_the_landmark_face_follows_facemocap_osc_s_landmarks_target(session, ble
     face.data.vertices.foreach_get("co", co)
     expected = np.asarray(demo_landmarks(taken[-1].time, 640, 480), np.float32) / np.float32(640)
     assert co.reshape(478, 3) == pytest.approx(targets.landmarks_to_blender(expected), abs=1e-5)
+
+
+# --- binding, the allow-list, and what bench/fuzz.py found ---------------------------------
+
+
+def test_the_receiver_listens_on_this_machine_by_default_and_accepts_everyone_there(blender_scene):
+    settings = blender_scene.facemocap
+    assert settings.host == "127.0.0.1" and settings.allow == ""
+
+
+def test_an_invalid_allow_list_refuses_to_start_with_a_message(session, blender_addon, blender_scene):
+    scene = blender_scene
+    build_face(scene)
+    scene.facemocap.allow = "192.168.1.0/24, my-laptop"
+    stopped = "\n".join(draw_panels(blender_addon, scene))
+    expected = ("allow-list entry 'my-laptop' is not an IP address or CIDR range "
+                "(e.g. 192.168.1.20, 192.168.1.0/24 or ::1)")
+    assert f"'{expected}'" in stopped  # shown under the field before anyone presses Start
+    assert session.start(scene) == expected
+    assert not session.STATE.running
+    assert bpy_start_operator_cancels()
+    scene.facemocap.allow = "192.168.1.0/24 127.0.0.1"
+    start(session, scene)
+    assert "allow-list entry" not in "\n".join(draw_panels(blender_addon, scene))
+
+
+def bpy_start_operator_cancels():
+    import bpy
+
+    try:
+        result = bpy.ops.facemocap.start()
+    except RuntimeError as error:  # the operator's ERROR report, in background mode
+        return "allow-list entry" in str(error)
+    return result == {"CANCELLED"}
+
+
+def test_listening_on_every_interface_says_so_and_senders_not_allowed_are_counted(
+        session, blender_addon, blender_scene):
+    scene = blender_scene
+    mesh, _ = build_face(scene)
+    panels = importlib.import_module(blender_addon.__name__ + ".panels")
+    for host in ("0.0.0.0", "", "::"):
+        assert panels.exposure_warning(host, False) == (
+            "Listening on every network interface: anyone on the network can drive this scene")
+    assert panels.exposure_warning("192.168.1.5", False) == (
+        "Listening on the network at 192.168.1.5: anyone on the network can drive this scene")
+    assert panels.exposure_warning("127.0.0.1", False) == panels.exposure_warning("::1", True) == ""
+
+    loopback = "\n".join(draw_panels(blender_addon, scene))
+    start(session, scene)
+    assert "Listening on" not in "\n".join(draw_panels(blender_addon, scene))  # 127.0.0.1: no warning
+    assert "sender not allowed" not in loopback
+    session.stop(scene)
+
+    try:
+        outsider = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        outsider.bind(("127.0.0.2", 0))
+    except OSError:
+        pytest.skip("127.0.0.2 is not a loopback address here")
+    scene.facemocap.host = "0.0.0.0"
+    scene.facemocap.allow = "127.0.0.1"  # every interface, but only this machine's 127.0.0.1 may send
+    start(session, scene)
+    port = scene.facemocap.port
+    with outsider:
+        outsider.sendto(vmc_frame(30.0, [("JawOpen", 0.9)]), ("127.0.0.1", port))
+        outsider.sendto(b"garbage", ("127.0.0.1", port))
+        deadline = time.monotonic() + 5
+        while session.STATE.receiver.not_allowed < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    send(port, vmc_frame(31.0, [("JawOpen", 0.2)]))
+    pump_until(session, scene, lambda f: f.time == 31.0)
+    running = "\n".join(draw_panels(blender_addon, scene))
+    assert "'Listening on every network interface: only allow-listed senders can drive this scene'" in running
+    assert "'Dropped, sender not allowed: 2'" in running
+    assert "'Dropped as malformed: 0'" in running  # never parsed
+    assert mesh.data.shape_keys.key_blocks["jawOpen"].value == pytest.approx(0.2)
+
+
+def test_a_landmark_frame_at_a_huge_time_does_not_break_the_take(blender_addon, blender_scene):
+    # A landmark time of 3e38 asked np.arange for 10^40 point-cache frames: stopping
+    # the recording raised, and the take's Actions were lost with it.
+    import bpy
+
+    takes = importlib.import_module(blender_addon.__name__ + ".takes")
+    landmark_stream = importlib.import_module(blender_addon.__name__ + ".landmark_stream")
+    scene = blender_scene
+    bpy.ops.facemocap.landmark_face_create()
+    take = takes.Take(start_frame=1)
+    points = face_points()
+    now = time.monotonic()
+    frames = [landmark_stream.LandmarkFrame(i, t, points, now + i / 30)
+              for i, t in enumerate([10.0, 10.0 + 1 / 30, 3.0e38, 10.0 + 3 / 30])]
+    take.add_landmarks(frames)
+    lines = takes.write_take(take, scene)
+    assert lines and "4 landmark frames" in lines[0]
+    modifier = scene.facemocap.landmark_object.modifiers["FaceMocap take"]
+    assert modifier.frame_start == 1.0
+    samples = np.frombuffer(open(modifier.filepath, "rb").read()[32:], "<f4")
+    # 0.1 s of landmarks at the scene's 24 fps: a handful of frames, every value finite.
+    assert len(samples) % (478 * 3) == 0 and 1 <= len(samples) // (478 * 3) <= 4
+    assert np.isfinite(samples).all()
+
+
+def test_euler_bones_driven_by_arbitrary_rotations_keep_bounded_exact_angles(blender_addon, blender_scene):
+    # Continuity with the previous angles used to follow every turn: random rotations
+    # (fuzz) walked them into hundreds of radians, losing float32 precision.
+    import random
+
+    from mathutils import Quaternion
+
+    targets = importlib.import_module(blender_addon.__name__ + ".targets")
+    _, armature = build_face(blender_scene)
+    pose_bone = armature.pose.bones["Neck"]
+    pose_bone.rotation_mode = "ZXY"
+    rng = random.Random(3)
+    for _ in range(5000):
+        q = Quaternion([rng.gauss(0, 1) for _ in range(4)]).normalized()
+        targets.set_rotation(pose_bone, q)
+        back = pose_bone.rotation_euler.to_quaternion()
+        assert min(max(abs(a - b) for a, b in zip(back, q)), max(abs(a + b) for a, b in zip(back, q))) < 1e-5
+        assert all(abs(a) < 4 * math.pi for a in pose_bone.rotation_euler)
+
+
+def test_euler_bones_stay_continuous_across_a_turn(blender_addon, blender_scene):
+    from mathutils import Euler
+
+    targets = importlib.import_module(blender_addon.__name__ + ".targets")
+    _, armature = build_face(blender_scene)
+    pose_bone = armature.pose.bones["Neck"]
+    pose_bone.rotation_mode = "XYZ"
+    zs = []
+    for degrees in range(150, 215, 10):  # through 180: no jump to -180
+        targets.set_rotation(pose_bone, Euler((0.0, 0.0, math.radians(degrees))).to_quaternion())
+        zs.append(pose_bone.rotation_euler.z)
+    assert all(0 < b - a < math.radians(11) for a, b in zip(zs, zs[1:]))

@@ -3,8 +3,11 @@
 No Blender needed: these modules never import bpy.
 """
 
+import logging
 import math
 import socket
+import struct
+import threading
 import time
 
 import numpy as np
@@ -14,8 +17,16 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from blender_receiver.mapping import guess_bone_map, match_shape_keys, unity_to_blender_rotation
-from blender_receiver.receiver import MAX_DATAGRAM, Receiver, ReceiverError
-from blender_receiver.vmc_stream import MAX_NAME_LENGTH, VmcStream
+from blender_receiver.receiver import (
+    DEFAULT_HOST,
+    MAX_DATAGRAM,
+    Receiver,
+    ReceiverError,
+    listens_everywhere,
+    parse_allow_list,
+    sender_allowed,
+)
+from blender_receiver.vmc_stream import MAX_BUNDLE_DEPTH, MAX_NAME_LENGTH, VmcStream
 from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState, pascal_case
 from bridge.vmc import VmcEncoder
 
@@ -306,3 +317,158 @@ def test_unity_axes_map_to_blender_axes_as_a_reflection():
     # Unity: +X rotation pitches forward (+Z) down (-Y) in its left-handed axes.
     # Blender: the same motion takes forward (-Y) down (-Z).
     assert _rotate(about_x, (0.0, -1.0, 0.0)) == pytest.approx((0.0, -math.cos(2 * half), -math.sin(2 * half)))
+
+
+# --- found by bench/fuzz.py -------------------------------------------------------------
+
+
+def raw_bundle(*elements, sizes=None):
+    """A bundle whose element sizes may lie (sizes[i] replaces element i's real size)."""
+    out = b"#bundle\x00" + b"\x00" * 7 + b"\x01"
+    for i, e in enumerate(elements):
+        size = len(e) if sizes is None or sizes[i] is None else sizes[i]
+        out += struct.pack(">i", size) + e
+    return out
+
+
+def nested(inner, depth):
+    data = inner
+    for _ in range(depth - 1):
+        data = raw_bundle(data)
+    return raw_bundle(data)
+
+
+def feed_in_thread(stream, datagram):
+    """A hang guard: python-osc looped forever on some datagrams."""
+    worker = threading.Thread(target=stream.feed, args=(datagram, SENDER), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    return not worker.is_alive()
+
+
+@pytest.mark.parametrize("size", [-4, -8, -1, -16, -2**31, 0, 2**31 - 1])
+def test_a_bundle_element_size_that_lies_is_malformed_and_never_hangs(size):
+    # python-osc's OscPacket loops forever on size -4: it reads the size, steps back
+    # onto it, and reads it again (logging a warning each turn).
+    stream, frames = collect()
+    assert feed_in_thread(stream, raw_bundle(apply_dgram(), sizes=[size]))
+    assert stream.stats.malformed == 1 and not frames
+
+
+def test_bundles_nested_thousands_deep_are_counted_not_recursed_into():
+    stream, frames = collect()
+    for depth in (MAX_BUNDLE_DEPTH + 1, 500, 1000, 3000):  # python-osc: RecursionError from ~500
+        data = nested(apply_dgram(), depth)
+        assert len(data) <= 65507
+        stream.feed(data, SENDER)
+    assert stream.stats.too_deep == 4 and stream.stats.dropped == 4 and not frames
+    stream.feed(nested(apply_dgram(), MAX_BUNDLE_DEPTH), SENDER)  # as deep as allowed: applied
+    assert len(frames) == 1
+
+
+def test_unknown_type_tags_and_element_kinds_are_counted_without_logging(caplog):
+    stream, frames = collect()
+    with caplog.at_level(logging.DEBUG):
+        stream.feed(b"/VMC/Ext/T\x00\x00,zzz\x00\x00\x00\x00", SENDER)  # python-osc: a warning per tag
+        stream.feed(b"/VMC/Ext/T\x00\x00," + b"Q" * 60000 + b"\x00", SENDER)
+        stream.feed(raw_bundle(apply_dgram(), b"garbage!"), SENDER)  # python-osc: a warning with its repr
+        stream.feed(b"/VMC/Ext/Blend/\xffVal\x00\x00\x00,sf\x00", SENDER)  # not UTF-8
+    assert stream.stats.malformed == 4 and not frames
+    assert caplog.records == []
+
+
+def test_a_huge_double_in_a_rotation_gives_a_unit_quaternion_not_zero():
+    # (1e300)^2 overflows to inf; dividing by an infinite norm gave (0, 0, 0, 0),
+    # which Blender turns into a 180-degree flip for Euler and axis-angle bones.
+    stream, frames = collect()
+    bone = OscMessageBuilder("/VMC/Ext/Bone/Pos")
+    bone.add_arg("Head")
+    for value, kind in ((0.0, "f"),) * 3 + ((1e300, "d"), (0.0, "d"), (0.0, "d"), (1e300, "d")):
+        bone.add_arg(value, kind)
+    stream.feed(bundle(bone.build(), message("/VMC/Ext/Blend/Apply")), SENDER)
+    half = math.sqrt(0.5)
+    assert frames[0].bones["Head"] == pytest.approx((half, 0.0, 0.0, half))
+
+
+def test_messages_in_nested_bundles_come_out_in_packing_order():
+    stream, frames = collect()
+    inner = raw_bundle(message("/VMC/Ext/Blend/Val", "JawOpen", 0.25).dgram)
+    stream.feed(raw_bundle(message("/VMC/Ext/T", 4.0).dgram, inner, apply_dgram()), SENDER)
+    assert frames[0].blends == {"JawOpen": 0.25} and frames[0].time == 4.0
+
+
+# --- binding and the allow-list -------------------------------------------------------
+
+
+def test_the_receiver_listens_on_this_machine_only_by_default():
+    assert Receiver().host == DEFAULT_HOST == "127.0.0.1"
+    assert listens_everywhere("0.0.0.0") and listens_everywhere("") and listens_everywhere("::")
+    assert listens_everywhere(" 0:0:0:0:0:0:0:0 ")
+    assert not listens_everywhere("127.0.0.1") and not listens_everywhere("192.168.1.2")
+
+
+def test_allow_lists_parse_addresses_and_ranges_separated_by_commas_or_spaces():
+    nets = parse_allow_list(" 192.168.1.20, 10.0.0.0/8  ::1,fe80::/10 192.168.2.7/24 ")
+    assert [str(n) for n in nets] == ["192.168.1.20/32", "10.0.0.0/8", "::1/128", "fe80::/10", "192.168.2.0/24"]
+    assert parse_allow_list("") == () and parse_allow_list(" , ") == ()
+    assert sender_allowed("10.1.2.3", nets) and sender_allowed("192.168.2.200", nets)
+    assert sender_allowed("::ffff:192.168.1.20", nets)  # IPv4 on a dual-stack socket
+    assert sender_allowed("fe80::1%eth0", nets)
+    assert not sender_allowed("192.168.1.21", nets) and not sender_allowed("::2", nets)
+    assert not sender_allowed("not an address", nets)
+
+
+@pytest.mark.parametrize("entry", ["example.com", "192.168.1.300", "10.0.0.0/33", "1.2.3.4/x", "::g", "*"])
+def test_an_invalid_allow_list_entry_is_a_one_line_error(entry):
+    with pytest.raises(ReceiverError) as error:
+        parse_allow_list(f"127.0.0.1, {entry}")
+    assert str(error.value) == (f"allow-list entry {entry!r} is not an IP address or CIDR range "
+                                "(e.g. 192.168.1.20, 192.168.1.0/24 or ::1)")
+    receiver = Receiver("127.0.0.1", 0, allow=f"127.0.0.1 {entry}")
+    with pytest.raises(ReceiverError, match="allow-list entry"):
+        receiver.start()
+    assert not receiver.running
+
+
+def test_senders_not_allowed_are_dropped_before_parsing_and_counted():
+    try:
+        outsider = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        outsider.bind(("127.0.0.2", 0))
+    except OSError:
+        pytest.skip("127.0.0.2 is not a loopback address here")
+    receiver = Receiver("127.0.0.1", 0, allow="127.0.0.1/32")
+    receiver.start()
+    try:
+        frame = bundle(message("/VMC/Ext/T", 1.0), message("/VMC/Ext/Blend/Apply"))
+        for _ in range(3):
+            outsider.sendto(frame, ("127.0.0.1", receiver.port))
+        outsider.sendto(b"garbage", ("127.0.0.1", receiver.port))
+        deadline = time.monotonic() + 5
+        while receiver.not_allowed < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        send(receiver.port, bundle(message("/VMC/Ext/T", 2.0), message("/VMC/Ext/Blend/Apply")))
+        frames = wait_for(receiver, 1)
+    finally:
+        receiver.stop()
+        outsider.close()
+    assert [f.time for f in frames] == [2.0]
+    assert receiver.not_allowed == 4
+    assert receiver.stats.datagrams == 1 and receiver.stats.malformed == 0  # never parsed
+
+
+def test_an_ipv6_host_gets_an_ipv6_socket():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    receiver = Receiver("::1", 0, allow="::1")
+    try:
+        receiver.start()
+    except ReceiverError as error:
+        pytest.skip(f"IPv6 loopback unavailable: {error}")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.sendto(bundle(message("/VMC/Ext/T", 3.0), message("/VMC/Ext/Blend/Apply")), ("::1", receiver.port))
+        frames = wait_for(receiver, 1)
+    finally:
+        receiver.stop()
+    assert [f.time for f in frames] == [3.0]
+    assert frames[0].sender.startswith("[::1]:")
