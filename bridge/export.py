@@ -66,6 +66,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from bridge.cli import _positive_int
 from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState, pascal_case
 
 PROG = "facemocap-osc export"
@@ -645,16 +646,6 @@ class _ProgressLogHandler(logging.Handler):
 
 
 # --------------------------------------------------------------------------- command line
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got '{text}'")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
