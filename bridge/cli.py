@@ -60,14 +60,14 @@ def _non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="facemocap-osc",
-        description="Track a face with MediaPipe Face Mesh and send it as VMC-protocol OSC "
+        description="Track a face with MediaPipe and send it as VMC-protocol OSC "
                     "(52 ARKit blendshapes, VRM presets, head, neck and eye bones) over UDP, "
                     "or in other dialects through output presets (`facemocap-osc presets` lists them).",
         epilog="Examples:\n"
                "  facemocap-osc                           webcam 0 -> 127.0.0.1:39539\n"
                "  facemocap-osc --demo                    synthetic face, no camera needed\n"
                "  facemocap-osc --video take.mp4 --fast   a file, as fast as possible\n"
-               "  facemocap-osc --backend landmarker --model face_landmarker.task\n"
+               "  facemocap-osc model download            fetch the tracking model once (else on first use)\n"
                "  facemocap-osc --calibrate 2 --profile alice   capture a neutral face, save it\n"
                "  facemocap-osc --profile alice               use the saved neutral face\n"
                "  facemocap-osc presets                   list the output presets\n"
@@ -100,10 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
 
     trk = p.add_argument_group("tracking")
-    trk.add_argument("--backend", choices=("facemesh", "landmarker"), default="facemesh",
-                     help="facemesh: MediaPipe Face Mesh, bundled, offline (default); "
-                          "landmarker: MediaPipe Tasks FaceLandmarker, needs --model")
-    trk.add_argument("--model", metavar="PATH", help="face_landmarker.task for --backend landmarker")
+    trk.add_argument("--backend", choices=("auto", "landmarker", "facemesh"), default="auto",
+                     help="landmarker: MediaPipe Tasks FaceLandmarker (its model is downloaded once, "
+                          "see `facemocap-osc model`); facemesh: the legacy Face Mesh, offline, only "
+                          "with pip install \".[legacy]\" on Python <= 3.12; auto (default): the "
+                          "landmarker when its model can be had, else Face Mesh")
+    trk.add_argument("--model", metavar="PATH",
+                     help="a face_landmarker.task to use (default: $FACEMOCAP_MODEL, else the cached "
+                          "download)")
     trk.add_argument("--blendshapes", choices=("solver", "model"), default=None,
                      help="which blendshape values go out: our solver's, or the landmarker "
                           "model's (default: model when the backend provides them)")
@@ -155,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Our loggers ("facemocap.*") at INFO (DEBUG with --verbose); libraries' (matplotlib,
+    absl ...) only from WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="facemocap-osc: %(message)s", stream=sys.stderr)
+    logging.getLogger("facemocap").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
@@ -163,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["presets"]:
         return _list_presets(argv[1:])
+    if argv[:1] == ["model"]:
+        from bridge.tracking.model import main as model_main
+        return model_main(argv[1:])
     if argv[:1] == ["export"]:
         from bridge.export import main as export_main
         return export_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="facemocap-osc: %(message)s", stream=sys.stderr)
+    _configure_logging(args.verbose)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _run(args)
@@ -455,12 +468,13 @@ def _run_with(args, stack) -> int:
     from bridge.calibrate import DEFAULT_CAPTURE_SECONDS
     from bridge.pipeline import Limits, StatusLine, run
 
-    if args.backend == "landmarker" and not args.model:
-        raise UsageError("--backend landmarker needs --model PATH (a face_landmarker.task file)")
-    if args.blendshapes == "model" and args.backend != "landmarker":
-        raise UsageError("--blendshapes model needs --backend landmarker (Face Mesh has no blendshape model)")
-    if args.replay and args.backend != "facemesh":
-        raise UsageError("--replay re-solves the take's landmarks: it takes no --backend landmarker or --model")
+    landmarks_only = args.demo or args.replay   # no images: nothing to track
+    if landmarks_only and (args.backend != "auto" or args.model or args.blendshapes == "model"):
+        given = "--backend" if args.backend != "auto" else "--model" if args.model else "--blendshapes model"
+        raise UsageError(f"{'--demo' if args.demo else '--replay'} gives landmarks, not images: "
+                         f"it takes no {given}")
+    if args.blendshapes == "model" and args.backend == "facemesh":
+        raise UsageError("--blendshapes model needs the landmarker backend (Face Mesh has no blendshape model)")
     calibration = _check_calibration(args)
     outputs = _open_outputs(args, stack)
     shaper = _prepare_shaper(args, calibration)
@@ -468,14 +482,13 @@ def _run_with(args, stack) -> int:
         source = _open_source(args)
     except sources.SourceError as error:
         raise UsageError(str(error)) from None
-    control = recorder = None
+    control = recorder = tracker = None
     try:
-        use_model = args.backend == "landmarker" and args.blendshapes != "solver"
-        recorder = _open_recorder(args, source, use_model)
-        try:
-            tracker = tracking.open_tracker(args.backend, model_path=args.model, static=source.static)
-        except tracking.TrackingError as error:
-            raise UsageError(str(error)) from None
+        tracker = _open_tracker(args, source)
+        if args.blendshapes == "model" and tracker.backend != "landmarker":
+            raise UsageError("--blendshapes model needs the landmarker backend, and it could not be used")
+        use_model = tracker.backend == "landmarker" and args.blendshapes != "solver"
+        recorder = _open_recorder(args, source, tracker, use_model)
         preview = None
         if args.preview:
             from bridge.preview import Preview, PreviewError
@@ -486,6 +499,8 @@ def _run_with(args, stack) -> int:
         # Opened last: everything that can refuse to start has been checked already.
         control = _open_control(calibration)
         log.info("%s -> %s", source.name, ", ".join(_describe(o) for o in outputs))
+        if not landmarks_only:
+            log.info("tracking with %s", tracker.description)
         _log_calibration_plan(calibration, control)
         try:
             stats = run(source, tracker, shaper, outputs=outputs, use_model_blendshapes=use_model,
@@ -493,13 +508,14 @@ def _run_with(args, stack) -> int:
                         status=StatusLine(enabled=not args.quiet), preview=preview, control=control,
                         calibrate_seconds=calibration.seconds or DEFAULT_CAPTURE_SECONDS,
                         on_calibrated=_profile_saver(calibration.profile), recorder=recorder)
-        except sources.SourceError as error:
+        except (sources.SourceError, tracking.TrackingError) as error:
             raise UsageError(str(error)) from None
         finally:
-            tracker.close()
             if preview is not None:
                 preview.close()
     finally:
+        if tracker is not None:
+            tracker.close()
         if recorder is not None:
             _close_recorder(recorder)
         if control is not None:
@@ -533,12 +549,23 @@ def _close_recorder(recorder) -> None:
         log.error("%s", error)
 
 
-def _open_recorder(args, source, use_model: bool):
+def _open_tracker(args, source):
+    """The tracker for the source's images (a pass-through for landmark sources)."""
+    from bridge import tracking
+    if args.demo or args.replay:
+        return tracking.Tracker()
+    try:
+        return tracking.open_tracker(args.backend, model_path=args.model, static=source.static)
+    except tracking.TrackingError as error:
+        raise UsageError(str(error)) from None
+
+
+def _open_recorder(args, source, tracker, use_model: bool):
     """The --record writer, opened before any frame so a bad path fails at start."""
     if not args.record:
         return None
     from bridge.record import RecordError, TakeWriter, source_header
-    backend = "demo" if args.demo else args.backend
+    backend = "demo" if args.demo else tracker.backend
     try:
         return TakeWriter.open(args.record, source_header(
             source, backend=backend, description=f"images {args.images}" if args.images else None,

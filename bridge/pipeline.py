@@ -23,17 +23,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bridge.calibrate import DEFAULT_CAPTURE_SECONDS
-
-LATENCY_BIN_MS = 0.1
-LATENCY_BINS = 10_000
 from bridge.record import RecordError
 from bridge.shape import Shaper
 from bridge.solve import Solver, vrm_presets
 from bridge.state import ARKIT_INDEX, FaceState
-from bridge.tracking import Tracked
+from bridge.tracking import Tracked, TrackingError
 
 log = logging.getLogger("facemocap")
 
+LATENCY_BIN_MS = 0.1
+LATENCY_BINS = 10_000
+
+# A tracker that raises on this many frames in a row before it ever worked cannot
+# work at all (a broken install, an incompatible MediaPipe): the run stops with an
+# error instead of streaming "no face" forever. Later errors only count.
+FAILED_START_FRAMES = 10
 LOST_NOTE = "camera lost, retrying…"   # the status line's note while the source is lost
 _NO_FACE = Tracked(None)
 
@@ -115,6 +119,7 @@ class Stats:
     lost: int = 0                     # frames sent while the source (camera) was lost
     tracking_errors: int = 0          # frames the tracker raised on (sent as "no face")
     tracking_error_kinds: set = field(default_factory=set)   # those already logged (one line each)
+    tracker_worked: bool = False      # the tracker has returned a result at least once
 
 
 def with_model_blendshapes(state: FaceState, scores: dict[str, float]) -> FaceState:
@@ -188,10 +193,16 @@ def _track(tracker, frame, stats: Stats, status: StatusLine) -> Tracked:
     """The tracker's result; if it raises on a frame (a driver's odd image, say), the
     frame counts as one without a face and the run goes on. Each kind is logged once."""
     try:
-        return tracker.track(frame)
+        tracked = tracker.track(frame)
+        stats.tracker_worked = True
+        return tracked
     except Exception as error:
         stats.tracking_errors += 1
         kind = type(error).__name__
+        if not stats.tracker_worked and stats.tracking_errors >= FAILED_START_FRAMES:
+            detail = (str(error).strip().splitlines() or [""])[0]
+            raise TrackingError(f"the tracker failed on each of the first {stats.tracking_errors} frames "
+                                f"({kind}: {detail}); nothing was tracked") from error
         if kind not in stats.tracking_error_kinds:
             stats.tracking_error_kinds.add(kind)
             status.clear()

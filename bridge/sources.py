@@ -115,14 +115,25 @@ def _valid_fps(value: float) -> bool:
 _CV_LOG_SILENT = 0  # cv::utils::logging::LOG_LEVEL_SILENT
 
 
-def _set_cv_log_level(level):
-    """Set OpenCV's (process-wide) log level; returns the previous one, or None."""
+def _cv_logging():
+    """OpenCV's getLogLevel/setLogLevel: top-level in 4.x, cv2.utils.logging in 5.x."""
+    if hasattr(cv2, "setLogLevel"):
+        return cv2
     try:
-        previous = cv2.getLogLevel()
-        cv2.setLogLevel(level)
-        return previous
-    except Exception:  # pragma: no cover - very old or stripped builds
-        return None
+        from cv2.utils import logging as cv_logging
+    except ImportError:
+        cv_logging = None
+    if cv_logging is None or not hasattr(cv_logging, "setLogLevel"):
+        raise RuntimeError(f"OpenCV {cv2.__version__} has no setLogLevel")
+    return cv_logging
+
+
+def _set_cv_log_level(level):
+    """Set OpenCV's (process-wide) log level; returns the previous one."""
+    module = _cv_logging()
+    previous = module.getLogLevel()
+    module.setLogLevel(level)
+    return previous
 
 
 class _ThreadedSource(Source):

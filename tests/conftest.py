@@ -17,7 +17,30 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ADDON_ID = "facemocap_receiver"
 ADDON_REPO = "user_default"  # the local repository every Blender 4.2+ has
 ADDON_MODULE = f"bl_ext.{ADDON_REPO}.{ADDON_ID}"
-BPY_MISSING = "bpy (Blender as a Python module) is not installed; pip install bpy==5.0.1 on Python 3.11"
+BPY_MISSING = ("bpy (Blender as a Python module) is not installed; the test extra installs bpy==5.0.1 "
+               "on Python 3.11 and bpy==5.2.3 on Python 3.13")
+
+@pytest.fixture(scope="session", autouse=True)
+def model_server(tmp_path_factory):
+    """Tests never reach the internet: the model's download URL is a local server
+    (tests/support.py ModelServer, serving ../shared/data's model) and the user cache
+    is a temp folder, for this process and the tracker processes tests start. The
+    first run that needs the model downloads it from there, as a user's would."""
+    from support import ModelServer
+
+    server = ModelServer()
+    saved = {k: os.environ.get(k) for k in ("FACEMOCAP_MODEL", "FACEMOCAP_MODEL_URL", "XDG_CACHE_HOME")}
+    os.environ.pop("FACEMOCAP_MODEL", None)
+    os.environ["FACEMOCAP_MODEL_URL"] = server.url()
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user_cache"))
+    yield server
+    server.close()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
 
 # blender_receiver is not an installed package: `python -m pytest` finds it through
 # the working directory, plain `pytest` would not. Appended so it never shadows

@@ -14,3 +14,74 @@ def tracker_command() -> list[str]:
         return [str(script)]
     found = shutil.which("facemocap-osc")
     return [found] if found else [sys.executable, "-m", "bridge"]
+
+
+MODEL_FILE = SHARED_DATA / "models" / "face_landmarker.task"
+
+
+class ModelServer:
+    """A local HTTP server standing in for MediaPipe's model host, so tests never reach
+    the internet. Paths:
+      /face_landmarker.task  the shared model (404 when ../shared/data is absent)
+      /short.task            its first 100,000 bytes, honestly labelled (a truncated file)
+      /cut.task              announces the full size, closes after 100,000 bytes
+      /wrong.task            the right size, wrong bytes
+      /big.task              more bytes than the model has
+      /500                   HTTP 500; anything else 404
+    ``hits`` counts requests per path."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        model = MODEL_FILE.read_bytes() if MODEL_FILE.is_file() else None
+        hits: dict[str, int] = {}
+        self.hits = hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):   # quiet
+                pass
+
+            def _send(self, body: bytes, *, length: int | None = None, status: int = 200):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body) if length is None else length))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                hits[path] = hits.get(path, 0) + 1
+                if path == "/500":
+                    return self._send(b"boom", status=500)
+                if model is None:
+                    return self._send(b"not found", status=404)
+                if path == "/face_landmarker.task":
+                    return self._send(model)
+                if path == "/short.task":
+                    return self._send(model[:100_000])
+                if path == "/cut.task":
+                    self._send(model[:100_000], length=len(model))
+                    self.close_connection = True
+                    return
+                if path == "/wrong.task":
+                    return self._send(bytes(len(model)))
+                if path == "/big.task":
+                    return self._send(model + bytes(1000))
+                return self._send(b"not found", status=404)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/face_landmarker.task") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
