@@ -108,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--model", metavar="PATH",
                      help="a face_landmarker.task to use (default: $FACEMOCAP_MODEL, else the cached "
                           "download)")
-    trk.add_argument("--blendshapes", choices=("solver", "model"), default=None,
-                     help="which blendshape values go out: our solver's, or the landmarker "
-                          "model's (default: model when the backend provides them)")
+    trk.add_argument("--blendshapes", choices=("solver", "model"), default="solver",
+                     help="which blendshape values go out: our solver's (default, on either backend), "
+                          "or the landmarker model's own scores")
 
     out = p.add_argument_group("output (UDP; VMC protocol unless a preset says otherwise)")
     out.add_argument("--preset", metavar="NAME_OR_PATH",
@@ -487,7 +487,7 @@ def _run_with(args, stack) -> int:
         tracker = _open_tracker(args, source)
         if args.blendshapes == "model" and tracker.backend != "landmarker":
             raise UsageError("--blendshapes model needs the landmarker backend, and it could not be used")
-        use_model = tracker.backend == "landmarker" and args.blendshapes != "solver"
+        use_model = args.blendshapes == "model"
         recorder = _open_recorder(args, source, tracker, use_model)
         preview = None
         if args.preview:

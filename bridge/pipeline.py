@@ -203,7 +203,9 @@ def _track(tracker, frame, stats: Stats, status: StatusLine) -> Tracked:
             detail = (str(error).strip().splitlines() or [""])[0]
             raise TrackingError(f"the tracker failed on each of the first {stats.tracking_errors} frames "
                                 f"({kind}: {detail}); nothing was tracked") from error
-        if kind not in stats.tracking_error_kinds:
+        if not stats.tracker_worked:   # maybe it never will: the error above says it once
+            log.debug("tracking failed on frame %d (%s)", frame.index, kind, exc_info=True)
+        elif kind not in stats.tracking_error_kinds:
             stats.tracking_error_kinds.add(kind)
             status.clear()
             detail = (str(error).strip().splitlines() or [""])[0]

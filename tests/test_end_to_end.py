@@ -19,12 +19,13 @@ MAX_DATAGRAM = 1472
 
 
 class Receiver:
-    """Collects every datagram sent to an ephemeral port on 127.0.0.1."""
+    """Collects every datagram sent to an ephemeral port on 127.0.0.1 (or on ``host``)."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def __init__(self, host: str = "127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
         self.datagrams: list[bytes] = []
@@ -168,8 +169,11 @@ def test_no_camera_exits_2_with_a_hint():
     (["--demo", "--port", "70000"], "invalid port"),
     (["--demo", "--port", "abc"], "invalid port"),
     (["--demo", "--host", "no-such-host.invalid"], "no-such-host.invalid"),
-    (["--backend", "landmarker", "--demo"], "--model"),
-    (["--backend", "landmarker", "--model", "missing.task", "--demo"], "missing.task"),
+    (["--backend", "landmarker", "--demo"], "--demo gives landmarks, not images: it takes no --backend"),
+    (["--model", "missing.task", "--demo"], "it takes no --model"),
+    (["--video", "no/such.mp4", "--model", "missing.task"], "no/such.mp4"),
+    (["--images", str(DATA / "stills"), "--model", "missing.task"], "--model missing.task: file not found"),
+    (["--images", str(DATA / "stills"), "--model", str(DATA)], "is a folder"),
 ])
 def test_bad_input_exits_2_with_one_line(args, expected):
     proc = subprocess.run([*tracker_command(), "--quiet", *args], capture_output=True, text=True, timeout=60,

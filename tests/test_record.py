@@ -381,7 +381,7 @@ def test_closing_stops_a_paced_replay(tmp_path):
 def test_tracker_passes_replayed_frames_through(tmp_path, frames40):
     path = tmp_path / "take.jsonl"
     _write(path, frames40[:5])
-    tracker = tracking.open_tracker("facemesh")   # built lazily: never built for landmark frames
+    tracker = tracking.Tracker()   # what the CLI uses for --replay: no MediaPipe
     results = [tracker.track(frame) for frame in open_replay(path, paced=False)]
     tracker.close()
     assert [r.landmarks is None for r in results] == [_no_face(i) for i in range(5)]
@@ -403,7 +403,7 @@ def _replay_datagrams(path, *, paced=False) -> list[bytes]:
     target = _CollectingTarget()
     shaper = Shaper()
     shaper.calibrator.start_capture(0.5)
-    stats = run(source, tracking.open_tracker("facemesh"), shaper, VmcEncoder(), target,
+    stats = run(source, tracking.Tracker(), shaper, VmcEncoder(), target,
                 use_model_blendshapes=False)
     source.close()
     assert source.error is None

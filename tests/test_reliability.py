@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import tracker_command
+from support import localhost_address
 from test_end_to_end import Receiver, frames_from
 from test_sources import FlakyCamera
 from test_targets import messages
@@ -315,11 +316,9 @@ def free_udp_port() -> int:
 
 def test_failing_targets_cost_tracking_and_the_other_targets_nothing(monkeypatch, caplog):
     n = 20
-    vmc_rx, osc_rx = Receiver(), Receiver()
+    vmc_rx, osc_rx = Receiver(localhost_address()[1]), Receiver()
     try:
         by_name = UdpTarget("localhost", vmc_rx.port)                 # a host name, resolved now
-        if by_name.host != "127.0.0.1":
-            pytest.skip(f"localhost resolves to {by_name.host} first here, the receiver is on 127.0.0.1")
         dead = UdpTarget("127.0.0.1", free_udp_port())                # nobody listening
         full = UdpTarget("127.0.0.1", 9, socket_factory=FullSendBuffer)   # EAGAIN / ENOBUFS
         osc = UdpTarget("127.0.0.1", osc_rx.port)
@@ -385,6 +384,64 @@ def test_a_tracker_that_raises_on_a_frame_sends_it_as_no_face(caplog):
     assert [f["ok"][3] for f in frames_from(received.datagrams)] == [1, 0] * 5
     assert stats.tracking_errors == 5 and stats.faces == 5
     assert len([r for r in caplog.records if "tracking failed" in r.getMessage()]) == 1
+
+
+def test_a_tracker_that_never_works_stops_the_run():
+    """The silent failure of old: every frame raising from the start is not 'no face'."""
+    from bridge.pipeline import FAILED_START_FRAMES
+    from bridge.tracking import TrackingError
+
+    class Broken(Tracker):
+        def track(self, frame):
+            raise AttributeError("module 'mediapipe' has no attribute 'solutions'")
+
+    received = Collect()
+    with pytest.raises(TrackingError) as info:
+        run(face_frames(50), Broken(), Shaper(), outputs=[vmc_output(received)], use_model_blendshapes=False)
+    message = str(info.value)
+    assert f"first {FAILED_START_FRAMES} frames" in message and "no attribute 'solutions'" in message
+    assert "\n" not in message
+    assert len(frames_from(received.datagrams)) == FAILED_START_FRAMES - 1
+
+
+def test_a_tracker_that_worked_once_keeps_going_through_errors():
+    from bridge.pipeline import FAILED_START_FRAMES
+
+    class LaterBroken(Tracker):
+        def track(self, frame):
+            if frame.index:
+                raise RuntimeError("driver hiccup")
+            return super().track(frame)
+
+    stats = run(face_frames(3 * FAILED_START_FRAMES), LaterBroken(), Shaper(), outputs=[vmc_output(Collect())],
+                use_model_blendshapes=False)
+    assert stats.frames == 3 * FAILED_START_FRAMES and stats.tracking_errors == 3 * FAILED_START_FRAMES - 1
+
+
+def test_the_cli_exits_2_when_the_tracker_never_works(monkeypatch, capsys, caplog, tmp_path):
+    """End to end through the command line: one line, exit 2, never 'done: face in 0'."""
+    import cv2
+    from bridge import cli, tracking
+
+    class Broken(Tracker):
+        backend = "landmarker"
+        description = "a broken tracker"
+
+        def _track_image(self, frame):
+            raise AttributeError("module 'mediapipe' has no attribute 'solutions'")
+
+    monkeypatch.setattr(tracking, "open_tracker", lambda *args, **kwargs: Broken())
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(30):
+        assert cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((48, 64, 3), 100, np.uint8))
+    status = cli.main(["--images", str(folder), "--quiet", "--control-port", "0", "--port", str(free_udp_port())])
+    err = capsys.readouterr().err
+    assert status == 2
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "the tracker failed on each of the first" in errors[0], err
+    assert "done:" not in err and "tracking failed on frame" not in err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_nan_blendshape_scores_from_the_model_keep_the_solvers_values():

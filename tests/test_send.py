@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from bridge.send import TargetError, UdpTarget, parse_port
+from support import localhost_address
 
 RECV_TIMEOUT = 2.0
 
@@ -49,7 +50,7 @@ def test_python_osc_server_receives(receiver):
     try:
         b = OscMessageBuilder("/x")
         b.add_arg(1.5)
-        with UdpTarget("localhost", server.server_address[1]) as target:
+        with UdpTarget("127.0.0.1", server.server_address[1]) as target:
             target.send([b.build().dgram])
             server.handle_request()
     finally:
@@ -116,11 +117,14 @@ def test_unresolvable_host(host):
     assert host in message and "\n" not in message
 
 
-def test_a_host_name_is_resolved_once_at_start(receiver, monkeypatch):
+def test_a_host_name_is_resolved_once_at_start(monkeypatch):
+    family, address = localhost_address()   # where localhost goes first here (::1 on Debian 13)
+    receiver = socket.socket(family, socket.SOCK_DGRAM)
+    receiver.bind((address, 0))
+    receiver.settimeout(RECV_TIMEOUT)
     port = receiver.getsockname()[1]
     target = UdpTarget("localhost", port)
-    if target.host != "127.0.0.1":
-        pytest.skip(f"localhost resolves to {target.host} first here; the receiver is on 127.0.0.1")
+    assert target.host == address
 
     def no_resolution(*args, **kwargs):
         raise AssertionError("the host was resolved again")
@@ -128,6 +132,7 @@ def test_a_host_name_is_resolved_once_at_start(receiver, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_resolution)   # as if DNS went away mid-show
     target.send([b"still", b"here"])
     assert [receiver.recv(2048) for _ in range(2)] == [b"still", b"here"]
+    receiver.close()
     assert target.failed_datagrams == 0
     target.close()
 

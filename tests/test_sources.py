@@ -31,12 +31,12 @@ def _value(frame: Frame) -> int:
 
 
 def _make_video(path: Path, n: int, fps: float = 30.0, size=(64, 48)) -> Path:
-    """An MJPG .avi whose frame i is a flat grey of 10 * i (decodable back to ~10 * i)."""
+    """An MJPG .avi whose frame i is a flat grey of 10 * i % 256 (decodable back to about that)."""
     w, h = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
     assert writer.isOpened(), "OpenCV cannot write MJPG .avi here"
     for i in range(n):
-        writer.write(np.full((h, w, 3), 10 * i, dtype=np.uint8))
+        writer.write(np.full((h, w, 3), 10 * i % 256, dtype=np.uint8))
     writer.release()
     return path
 
