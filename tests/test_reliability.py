@@ -441,7 +441,7 @@ def test_the_cli_exits_2_when_the_tracker_never_works(monkeypatch, capsys, caplo
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1 and "the tracker failed on each of the first" in errors[0], err
     assert "done:" not in err and "tracking failed on frame" not in err
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "facemocap.send"]
 
 
 def test_nan_blendshape_scores_from_the_model_keep_the_solvers_values():
