@@ -7,6 +7,14 @@ from pathlib import Path
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def localhost_address() -> tuple[int, str]:
+    """(family, address) that the name localhost resolves to first here, as UdpTarget
+    resolves it: 127.0.0.1 on most systems, ::1 on Debian 13 and others."""
+    import socket
+    family, _, _, _, sockaddr = socket.getaddrinfo("localhost", 0, type=socket.SOCK_DGRAM)[0]
+    return family, sockaddr[0]
+
+
 def tracker_command() -> list[str]:
     """The installed `facemocap-osc` console script, as users run it."""
     script = Path(sys.executable).with_name("facemocap-osc")
