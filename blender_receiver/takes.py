@@ -238,13 +238,22 @@ def _new_action(id_data, name: str):
     anim.action = action
     if not hasattr(action, "slots"):
         return action.fcurves, action
-    from bpy_extras import anim_utils
-
     slot = anim.action_slot
     if slot is None:
         slot = action.slots.new(id_type=id_data.id_type, name=id_data.name)
         anim.action_slot = slot
-    return anim_utils.action_ensure_channelbag_for_slot(action, slot).fcurves, action
+    return _ensure_channelbag(action, slot).fcurves, action
+
+
+def _ensure_channelbag(action, slot):
+    """The slot's channelbag in the action's first keyframe strip, creating what is missing.
+
+    Plain RNA calls, which Blender 4.4 and later all have: the bpy_extras helper for
+    this (`anim_utils.action_ensure_channelbag_for_slot`) only exists from 5.0 on.
+    """
+    layer = action.layers[0] if action.layers else action.layers.new("Layer")
+    strip = layer.strips[0] if layer.strips else layer.strips.new(type="KEYFRAME")
+    return strip.channelbag(slot, ensure=True)
 
 
 _LINEAR = 1  # Keyframe.interpolation enum: CONSTANT, LINEAR, BEZIER, ...

@@ -11,7 +11,9 @@ import importlib
 import math
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +26,14 @@ from support import SHARED_DATA, tracker_command
 SHARED_VIDEO = SHARED_DATA / "video" / "liveportrait_d3.mp4"
 FACE_KEYS = [*ARKIT_NAMES, "A", "Blink"]  # camelCase: the stream's PascalCase must still match
 SHAPE_OFFSET = 0.1  # each shape key lifts its own vertex by this much
+
+
+@pytest.fixture(autouse=True)
+def takes_temp_dir(tmp_path, monkeypatch):
+    """An unsaved file's landmark takes go to <system temp>/facemocap_takes: keep them
+    in each test's own folder, not a /tmp shared with other runs."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path / "facemocap_takes"
 
 
 @pytest.fixture
@@ -132,14 +142,21 @@ def pump_until(session, scene, done, timeout=10.0):
 
 
 def fcurves_of(id_data):
-    """The F-Curves of the action assigned to an ID: the slot's channelbag on Blender
-    4.4+ (5.0 removed Action.fcurves), action.fcurves before."""
-    from bpy_extras import anim_utils
+    """The F-Curves of the action assigned to an ID: the assigned slot's channelbag on
+    Blender 4.4+ (5.0 removed Action.fcurves), action.fcurves before.
 
+    Walks layers and strips itself: bpy_extras' channelbag helpers differ between 4.4,
+    4.5 and 5.0, and 4.4/4.5's legacy `action.fcurves` would hide a missing slot.
+    """
     anim = id_data.animation_data
-    if hasattr(anim_utils, "animdata_get_channelbag_for_assigned_slot"):
-        return anim_utils.animdata_get_channelbag_for_assigned_slot(anim).fcurves
-    return anim.action.fcurves
+    action = anim.action
+    if not hasattr(action, "slots"):
+        return action.fcurves
+    assert anim.action_slot is not None, f"{action.name} is assigned without a slot"
+    bags = [strip.channelbag(anim.action_slot) for layer in action.layers for strip in layer.strips]
+    bags = [bag for bag in bags if bag is not None]
+    assert len(bags) == 1, f"{action.name}: {len(bags)} channelbags for the assigned slot"
+    return bags[0].fcurves
 
 
 def deform_matrix(armature, bone):
@@ -640,7 +657,7 @@ def test_the_landmark_face_follows_the_stream_and_bad_chunks_are_counted(session
     assert session.STATE.receiver.stats.bad_messages == 1
 
 
-def test_a_landmark_take_plays_back_from_a_point_cache(session, blender_scene):
+def test_a_landmark_take_plays_back_from_a_point_cache(session, blender_scene, takes_temp_dir):
     import bpy
 
     scene = blender_scene
@@ -663,6 +680,7 @@ def test_a_landmark_take_plays_back_from_a_point_cache(session, blender_scene):
     session.stop(scene)
     cache = face.modifiers["FaceMocap take"]
     assert cache.type == "MESH_CACHE" and cache.cache_format == "PC2" and cache.show_viewport
+    assert Path(cache.filepath).parent == takes_temp_dir  # the file is unsaved
     targets = importlib.import_module(session.__name__.rsplit(".", 1)[0] + ".targets")
     for frame in (1, 11, 30):
         scene.frame_set(frame)

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from importlib.machinery import PathFinder
 from pathlib import Path
@@ -161,6 +162,37 @@ def test_addon_source_never_imports_bridge_or_mediapipe(built_zip):
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
+def built_manifest(zip_path: Path) -> dict:
+    with zipfile.ZipFile(zip_path) as archive:
+        return tomllib.loads(archive.read("blender_manifest.toml").decode())
+
+
+def terse_text_error(value) -> str | None:
+    """Blender's rule for a tagline or permission reason (its extension validator,
+    4.2 to 5.2): a string of at most 64 characters with no surrounding space or
+    control characters, ending in a letter, digit or closing bracket (never a period)."""
+    if not isinstance(value, str) or not value or value != value.strip():
+        return f"{value!r} is not a non-empty stripped string"
+    if len(value) > 64:
+        return f"{value!r} is {len(value)} characters, more than 64"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return f"{value!r} has a control character"
+    if not (value[-1].isalnum() or value[-1] in ")]}"):
+        return f"{value!r} ends in punctuation"
+    return None
+
+
+def test_built_manifest_declares_the_network_permission(built_zip):
+    # The add-on binds a UDP socket to receive the stream, which Blender's
+    # extension policy counts as network access: it must be declared, with a reason.
+    manifest = built_manifest(built_zip)
+    assert manifest["permissions"].keys() == {"network"}
+    reason = manifest["permissions"]["network"]
+    assert terse_text_error(reason) is None
+    assert "UDP" in reason
+    assert terse_text_error(manifest["tagline"]) is None
+
+
 # --- installed in a real Blender (skipped without bpy) -----------------------------
 
 
@@ -210,3 +242,39 @@ def test_blender_scene_starts_empty_with_the_addon_enabled(blender_addon, blende
     blender_scene.collection.objects.link(data.objects.new(f"leftover-{run}", armature))
     data.actions.new(f"leftover-{run}")
     data.meshes.new(f"leftover-{run}")
+
+
+def blender_validate(path: Path) -> subprocess.CompletedProcess:
+    """`blender --command extension validate --valid-tags <Blender's tags> <path>` (a zip
+    or a source folder), run as the script behind it with this Python, so no Blender
+    binary is needed."""
+    import bpy
+
+    scripts = Path(bpy.utils.system_resource("SCRIPTS"))
+    cli = scripts / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+    tags = scripts / "modules" / "_bpy_internal" / "extensions" / "tags.py"
+    assert cli.is_file() and tags.is_file(), f"no extension validator under {scripts}"
+    command = [sys.executable, str(cli), "validate", "--valid-tags", str(tags), str(path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_blender_validates_the_built_zip(blender_addon, built_zip):
+    result = blender_validate(built_zip)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("reason", [
+    "Receive face-tracking data over UDP.",
+    "Receive face-tracking data from a tracker over UDP on the local network",
+])
+def test_blender_rejects_a_network_reason_that_breaks_its_rule(blender_addon, source_copy, reason):
+    # Shows the validator above is in force, and agrees with terse_text_error. The
+    # folder, not a zip: for a zip it only says "archive has no manifest".
+    assert terse_text_error(reason) is not None
+    manifest = source_copy / "blender_manifest.toml"
+    text, count = re.subn(r'(?m)^network = ".*"$', f'network = "{reason}"', manifest.read_text())
+    assert count == 1
+    manifest.write_text(text)
+    result = blender_validate(source_copy)
+    assert result.returncode != 0
+    assert 'value of "network"' in result.stdout + result.stderr

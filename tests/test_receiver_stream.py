@@ -7,8 +7,11 @@ import logging
 import math
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -472,3 +475,19 @@ def test_an_ipv6_host_gets_an_ipv6_socket():
         receiver.stop()
     assert [f.time for f in frames] == [3.0]
     assert frames[0].sender.startswith("[::1]:")
+
+
+def test_the_receiving_thread_side_imports_without_blender():
+    # The socket thread runs receiver.py, vmc_stream.py and landmark_stream.py (and
+    # route handlers); Blender data is written only by session.pump on the main
+    # thread. These modules must not even be able to reach bpy.
+    code = (
+        "import sys\n"
+        "for name in ('bpy', 'bpy_extras', 'mathutils', 'bmesh'): sys.modules[name] = None\n"
+        "import blender_receiver.receiver, blender_receiver.vmc_stream\n"
+        "import blender_receiver.landmark_stream, blender_receiver.mapping\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
