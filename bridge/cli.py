@@ -485,8 +485,6 @@ def _run_with(args, stack) -> int:
     control = recorder = tracker = None
     try:
         tracker = _open_tracker(args, source)
-        if args.blendshapes == "model" and tracker.backend != "landmarker":
-            raise UsageError("--blendshapes model needs the landmarker backend, and it could not be used")
         use_model = args.blendshapes == "model"
         recorder = _open_recorder(args, source, tracker, use_model)
         preview = None
@@ -554,9 +552,14 @@ def _open_tracker(args, source):
     from bridge import tracking
     if args.demo or args.replay:
         return tracking.Tracker()
+    # Face Mesh has no blendshape model: with --blendshapes model, auto means the
+    # landmarker, and the error says why it is missing.
+    backend = "landmarker" if args.blendshapes == "model" else args.backend
     try:
-        return tracking.open_tracker(args.backend, model_path=args.model, static=source.static)
+        return tracking.open_tracker(backend, model_path=args.model, static=source.static)
     except tracking.TrackingError as error:
+        if backend != args.backend:
+            raise UsageError(f"--blendshapes model needs the landmarker backend: {error}") from None
         raise UsageError(str(error)) from None
 
 

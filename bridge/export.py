@@ -1,11 +1,13 @@
 """Batch export: videos, image folders and recorded takes -> files, as fast as possible.
 
     facemocap-osc export INPUT [INPUT ...] -o OUT --format livelink-csv|csv|json
-                         [-j N] [--backend facemesh|landmarker] [--model PATH]
+                         [-j N] [--backend auto|landmarker|facemesh] [--model PATH]
                          [--blendshapes solver|model] [--force] [--quiet] [--verbose]
 
 Every frame goes through the same stages as the live bridge, without pacing:
-source -> tracker (tracking mode for a video, static mode for images) -> Solver
+source -> tracker (tracking mode for a video, static mode for images; the backend is
+resolved once, before any work, as live: ``auto`` = the FaceLandmarker when its model
+can be had, else the legacy Face Mesh) -> Solver
 (given the frame's capture time) -> Shaper with the default ShapeOptions (the same
 One Euro filter and face-loss handling as live) -> one row. A take (``.jsonl`` /
 ``.jsonl.gz``, read with ``bridge.record.read_take``) already holds landmarks: it
@@ -359,16 +361,18 @@ def _open_input(path: str, kind: str):
         raise InputError(str(error)) from None
 
 
-def check_input(path: str) -> str:
-    """Open the input far enough to know it can be read (then close it); its kind."""
+def check_input(path: str) -> tuple[str, int | None]:
+    """Open the input far enough to know it can be read (then close it): its kind, and
+    its frame count when known in advance (videos: the container's; not takes)."""
     if path == "":
         raise InputError("an INPUT is empty")
     kind = input_kind(path)
     if os.path.exists(path) and not os.access(path, os.R_OK):
         raise InputError(f"cannot read '{path}': permission denied")
     source = _open_input(path, kind)
+    frames = getattr(source, "frame_count", None)
     source.close()
-    return kind
+    return kind, frames
 
 
 # --------------------------------------------------------------------------- one input
@@ -381,8 +385,8 @@ class Job:
     kind: str
     output: str
     format: str
-    backend: str = "facemesh"
-    model: str | None = None
+    backend: str | None = None      # concrete: "landmarker" or "facemesh" (None: takes only)
+    model: str | None = None        # the landmarker's model file, already located
     use_model_blendshapes: bool = False
 
 
@@ -444,8 +448,11 @@ def export_one(job: Job, report: Report | None = None, cancelled: Callable[[], b
     try:
         source = _open_input(job.input, job.kind)
         if job.kind != "take":
+            if job.backend not in ("landmarker", "facemesh"):
+                raise InputError(f"no tracking backend resolved for '{job.input}'")
+            choice = tracking.Choice(job.backend, job.model)   # resolved by the parent: no download here
             try:
-                tracker = tracking.open_tracker(job.backend, model_path=job.model, static=source.static)
+                tracker = tracking.open_tracker(choice, static=source.static)
             except tracking.TrackingError as error:
                 raise InputError(str(error)) from None
         report("start", job.id, getattr(source, "frame_count", None))
@@ -548,99 +555,100 @@ def _worker_run(job: Job) -> Result:
 
 
 class Progress:
-    """The progress bar on stderr: redrawn in place on a terminal, an occasional plain
-    line otherwise, nothing when disabled. Thread-safe."""
+    """One overall tqdm bar on ``stream`` (default stderr): frames done, of the total
+    once every input's frame count is known (takes' only when they finish). Shown only
+    on a terminal (tqdm's ``disable=None``) and never when not ``enabled``. Lines go
+    above it (``message``). Thread-safe: the -j N pump thread updates it."""
 
-    def __init__(self, names: list[str], *, enabled: bool, stream=None):
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.tty = bool(enabled and getattr(self.stream, "isatty", lambda: False)())
-        self.interval = 0.1 if self.tty else 5.0
+    def __init__(self, names: list[str], *, enabled: bool, totals: list[int | None] | None = None, stream=None):
+        from tqdm import tqdm
+
+        self.stream = stream
         self.names = names
-        self.totals: dict[int, int | None] = {}
-        self.done: dict[int, int] = {}
+        self.totals = [_count(t) for t in (totals or [None] * len(names))]
+        self.done = [0] * len(names)
         self.finished: set[int] = set()
-        self.started = time.monotonic()
-        self._next = self.started + (0.0 if self.tty else self.interval)
-        self._lock = threading.Lock()
-        self._drawn = False
+        self._lock = threading.RLock()
+        self.bar = tqdm(total=self._total(), desc=f"exporting {names[0]}" if len(names) == 1 else "exporting",
+                        unit=" frames", file=self._file(), disable=None if enabled else True,
+                        leave=False, dynamic_ncols=True, smoothing=0.1)
+        self._postfix()
+
+    def _file(self):
+        return self.stream if self.stream is not None else sys.stderr
+
+    def _total(self) -> int | None:
+        if any(t is None for t in self.totals):
+            return None
+        return max(sum(max(t, d) for t, d in zip(self.totals, self.done)), 1)
+
+    def _postfix(self) -> None:
+        if len(self.names) > 1:
+            self.bar.set_postfix_str(f"{len(self.finished)}/{len(self.names)} inputs done", refresh=False)
 
     def start(self, job_id: int, total) -> None:
+        """An input opened; ``total``: its frame count, when known (the worker's own count)."""
         with self._lock:
-            self.totals[job_id] = total if isinstance(total, int) and total > 0 else None
-            self.done.setdefault(job_id, 0)
+            if job_id not in self.finished and _count(total) is not None:
+                self.totals[job_id] = _count(total)
+                total = self._total()
+                if total != self.bar.total:
+                    self.bar.total = total
+                    self.bar.refresh()
 
     def update(self, job_id: int, done: int) -> None:
         with self._lock:
+            step = done - self.done[job_id]
+            if step <= 0 or job_id in self.finished:
+                return
             self.done[job_id] = done
-            self._draw(force=False)
+            total = self.totals[job_id]
+            if total is not None and done > total:
+                self.bar.total = self._total()   # more frames than the container said
+            self.bar.update(step)
+
+    def finish_job(self, job_id: int, frames: int = 0) -> None:
+        """An input is done (written or failed) after ``frames`` frames: its total is exact now."""
+        with self._lock:
+            step = max(frames - self.done[job_id], 0)
+            self.done[job_id] += step
+            self.totals[job_id] = self.done[job_id]
+            self.finished.add(job_id)
+            self._postfix()
+            self.bar.total = self._total()
+            self.bar.update(step)
+            self.bar.refresh()
 
     def message(self, text: str) -> None:
         """A line above the bar (a finished input, an error, a log message)."""
         with self._lock:
-            self._clear()
-            self.stream.write(text + "\n")
-            self.stream.flush()
-            self._draw(force=True)
-
-    def finish_job(self, job_id: int) -> None:
-        with self._lock:
-            self.finished.add(job_id)
+            _write(text, self._file())
 
     def close(self) -> None:
         with self._lock:
-            self._clear()
+            self.bar.close()
 
-    def line(self) -> str:
-        frames = sum(self.done.values())
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        known = [i for i in range(len(self.names)) if self.totals.get(i) or i in self.finished]
-        fraction = None
-        if len(known) == len(self.names):
-            total = sum(self.done.get(i, 0) if i in self.finished else max(self.totals[i], self.done.get(i, 0))
-                        for i in known)
-            fraction = min(frames / total, 1.0) if total else 1.0
-        what = (self.names[0] if len(self.names) == 1
-                else f"{len(self.finished)}/{len(self.names)} inputs done")
-        rate = f"{frames / elapsed:.0f} frames/s"
-        if fraction is None:
-            return f"exporting {what}: {_frames(frames)}, {rate}"
-        width = 24
-        filled = int(round(fraction * width))
-        bar = "#" * filled + "-" * (width - filled)
-        return f"exporting [{bar}] {fraction * 100:3.0f}% {_frames(frames)}, {rate} | {what}"
 
-    def _draw(self, *, force: bool) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now < self._next:
-            return
-        if not self.tty and force:
-            return   # plain lines only on the timer
-        self._next = now + self.interval
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + self.line())
-            self._drawn = True
-        else:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
+def _count(total) -> int | None:
+    return total if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
 
-    def _clear(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
-            self._drawn = False
+
+def _write(text: str, stream=None) -> None:
+    """A line on stderr (or ``stream``) above any progress bar there."""
+    from tqdm import tqdm
+    tqdm.write(text, file=stream if stream is not None else sys.stderr)
 
 
 class _ProgressLogHandler(logging.Handler):
-    def __init__(self, progress: Progress):
+    """Our log lines, printed above the progress bar."""
+
+    def __init__(self, stream=None):
         super().__init__()
-        self.progress = progress
+        self.stream = stream
 
     def emit(self, record):
         try:
-            self.progress.message(f"facemocap-osc: {self.format(record)}")
+            _write(f"facemocap-osc: {self.format(record)}", self.stream)
         except Exception:
             pass
 
@@ -670,12 +678,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "json: one JSON document with every channel")
     p.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
                    help="export up to N inputs at once, in separate processes (default: 1)")
-    p.add_argument("--backend", choices=("facemesh", "landmarker"), default="facemesh",
-                   help="facemesh: MediaPipe Face Mesh, bundled (default); landmarker: needs --model")
-    p.add_argument("--model", metavar="PATH", help="face_landmarker.task for --backend landmarker")
-    p.add_argument("--blendshapes", choices=("solver", "model"), default=None,
-                   help="ARKit values from our solver, or from the landmarker model "
-                        "(default: model with --backend landmarker, as live)")
+    p.add_argument("--backend", choices=("auto", "landmarker", "facemesh"), default="auto",
+                   help="landmarker: MediaPipe Tasks FaceLandmarker (its model is downloaded once, "
+                        "see `facemocap-osc model`); facemesh: the legacy Face Mesh, offline, only "
+                        "with pip install \".[legacy]\" on Python <= 3.12; auto (default): the "
+                        "landmarker when its model can be had, else Face Mesh (takes need none)")
+    p.add_argument("--model", metavar="PATH",
+                   help="a face_landmarker.task to use (default: $FACEMOCAP_MODEL, else the cached "
+                        "download)")
+    p.add_argument("--blendshapes", choices=("solver", "model"), default="solver",
+                   help="which blendshape values are written: our solver's (default, on either "
+                        "backend, as live), or the landmarker model's own scores")
     p.add_argument("--force", action="store_true", help="overwrite output files that already exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary lines")
     p.add_argument("--verbose", action="store_true", help="debug logging")
@@ -697,9 +710,11 @@ def _check_output_folder(folder: str, *, create: bool) -> None:
         raise InputError(f"cannot write to '{folder}': {exc.strerror or _one_line(exc)}") from None
 
 
-def plan_outputs(inputs: list[str], kinds: list[str], out: str, fmt: str, *, force: bool) -> list[str]:
+def plan_outputs(inputs: list[str], kinds: list[str], out: str, fmt: str, *, force: bool,
+                 create: bool = True) -> list[str]:
     """Output path per input; raises InputError (exit 2) when OUT is unusable. With
-    several INPUTs the OUT folder is created (last, once everything else is checked)."""
+    several INPUTs the OUT folder is created (last, once everything else is checked);
+    ``create=False`` checks everything but leaves a missing OUT folder for later."""
     extension = EXTENSIONS[fmt]
     into_folder = len(inputs) > 1 or os.path.isdir(out) or out.endswith(("/", os.sep))
     if len(inputs) > 1 and not os.path.isdir(out):
@@ -725,8 +740,33 @@ def plan_outputs(inputs: list[str], kinds: list[str], out: str, fmt: str, *, for
             raise InputError(f"the output '{output}' is the input itself")
         if os.path.exists(output) and not force:
             raise InputError(f"'{output}' already exists (--force overwrites it)")
-    _check_output_folder(out if into_folder else os.path.dirname(out), create=into_folder)
+    folder = out if into_folder else os.path.dirname(out)
+    if create or not into_folder or os.path.exists(folder):
+        _check_output_folder(folder, create=into_folder)
     return outputs
+
+
+def resolve_backend(backend: str, model: str | None, blendshapes: str | None):
+    """The concrete tracking backend (a tracking.Choice), resolved once for every job:
+    an "auto" or "landmarker" backend may download the model here, so workers never do.
+    Raises InputError (one line)."""
+    from bridge import tracking
+    from bridge.tracking import model as model_file
+
+    wanted = backend
+    if blendshapes == "model" and backend == "auto":
+        wanted = "landmarker"   # Face Mesh has no blendshape model: say why the landmarker is missing
+    try:
+        choice = tracking.choose_backend(wanted, model)
+        if choice.backend == "landmarker" and choice.model_path != model_file.cached_path():
+            # A file given by --model or $FACEMOCAP_MODEL is not checked like the cached
+            # download: load it once here, so a bad one is one line now, not one per input.
+            tracking.open_tracker(choice).close()
+    except tracking.TrackingError as error:
+        if wanted != backend:
+            raise InputError(f"--blendshapes model needs the landmarker backend: {error}") from None
+        raise InputError(str(error)) from None
+    return choice
 
 
 def _frames(n: int) -> str:
@@ -747,59 +787,57 @@ def main(argv: list[str] | None = None) -> int:
     progress = None
     try:
         def error(message: str) -> None:
-            line = f"{PROG}: error: {message}"
-            if progress is not None:
-                progress.message(line)
-            else:
-                print(line, file=sys.stderr)
+            _write(f"{PROG}: error: {message}")
 
         # ---- everything that can refuse to start, before any work
+        choice = None
         try:
-            if args.backend == "landmarker" and not args.model:
-                raise InputError("--backend landmarker needs --model PATH (a face_landmarker.task file)")
-            if args.blendshapes == "model" and args.backend != "landmarker":
-                raise InputError("--blendshapes model needs --backend landmarker")
-            if args.model and args.backend == "landmarker":
-                from bridge import tracking
-                try:
-                    tracking.open_tracker("landmarker", model_path=args.model).close()
-                except tracking.TrackingError as exc:
-                    raise InputError(str(exc)) from None
-            kinds = [check_input(path) for path in args.inputs]
+            if args.blendshapes == "model" and args.backend == "facemesh":
+                raise InputError("--blendshapes model needs the landmarker backend "
+                                 "(Face Mesh has no blendshape model)")
+            checked = [check_input(path) for path in args.inputs]
+            kinds = [kind for kind, _ in checked]
+            plan_outputs(args.inputs, kinds, args.output, args.format, force=args.force, create=False)
+            # From here our log lines (a model download, a fallback to Face Mesh, the
+            # workers') are shown, above the bar once there is one.
+            logger.handlers[:] = [_ProgressLogHandler()]
+            logger.propagate = False
+            logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+            if any(kind != "take" for kind in kinds):   # takes hold landmarks: no tracker
+                choice = resolve_backend(args.backend, args.model, args.blendshapes)
             outputs = plan_outputs(args.inputs, kinds, args.output, args.format, force=args.force)
         except InputError as exc:
             error(str(exc))
             return EXIT_USAGE
 
-        use_model = args.backend == "landmarker" and args.blendshapes != "solver"
-        jobs = [Job(i, path, kind, output, args.format, args.backend, args.model, use_model)
+        backend = choice.backend if choice is not None else None
+        model = str(choice.model_path) if choice is not None and choice.model_path is not None else None
+        use_model = backend == "landmarker" and args.blendshapes == "model"
+        jobs = [Job(i, path, kind, output, args.format, backend, model, use_model)
                 for i, (path, kind, output) in enumerate(zip(args.inputs, kinds, outputs))]
         progress = Progress([os.path.basename(os.path.normpath(j.input)) or j.input for j in jobs],
-                            enabled=not args.quiet)
-        handler = _ProgressLogHandler(progress)
-        logger.handlers[:] = [handler]
-        logger.propagate = False
-        logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+                            totals=[frames for _, frames in checked], enabled=not args.quiet)
 
         def on_result(result: Result) -> None:
-            progress.finish_job(result.id)
+            progress.finish_job(result.id, result.frames)
             if result.error:
                 error(f"{result.input}: {result.error}")
             elif not args.quiet:
                 progress.message(f"facemocap-osc: {_summary(result)}")
 
-        try:
-            if args.jobs == 1 or len(jobs) == 1:
-                results = _run_here(jobs, progress, on_result)
-            else:
-                results = _run_pool(jobs, min(args.jobs, len(jobs)), progress, on_result, args.verbose)
-        except KeyboardInterrupt:
-            progress.close()
-            print(f"{PROG}: interrupted; unfinished outputs were not written", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        progress.close()
+        if args.jobs == 1 or len(jobs) == 1:
+            results = _run_here(jobs, progress, on_result)
+        else:
+            results = _run_pool(jobs, min(args.jobs, len(jobs)), progress, on_result, args.verbose)
         return EXIT_FAILED if any(r.error for r in results) else EXIT_OK
+    except KeyboardInterrupt:   # also during a model download: the cache holds no half file
+        if progress is not None:
+            progress.close()
+        print(f"{PROG}: interrupted; unfinished outputs were not written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
+        if progress is not None:
+            progress.close()
         logger.handlers[:], logger.propagate, _ = saved
         logger.setLevel(saved[2])
 

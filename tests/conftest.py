@@ -20,6 +20,7 @@ ADDON_MODULE = f"bl_ext.{ADDON_REPO}.{ADDON_ID}"
 BPY_MISSING = ("bpy (Blender as a Python module) is not installed; the test extra installs bpy==5.0.1 "
                "on Python 3.11 and bpy==5.2.3 on Python 3.13")
 
+
 @pytest.fixture(scope="session", autouse=True)
 def model_server(tmp_path_factory):
     """Tests never reach the internet: the model's download URL is a local server

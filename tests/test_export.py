@@ -1,5 +1,6 @@
 """Batch export (bridge/export.py): the Live Link Face CSV layout, the Timecode, the
-other formats, takes, several inputs, and bad invocations (one line, exit 2)."""
+other formats, takes, several inputs, the tracking backend (resolved once, before any
+work), the progress bar, and bad invocations (one line, exit 2)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from support import SHARED_DATA, tracker_command
+from support import MODEL_FILE, SHARED_DATA, tracker_command
 
-from bridge import export, record
+from bridge import export, record, tracking
 from bridge.demo_face import demo_landmarks
 from bridge.export import (
     CSV_COLUMNS, LIVELINK_HEADER, Progress, livelink_row, livelink_rotations, livelink_timecode, main,
@@ -30,6 +33,14 @@ D18 = SHARED_DATA / "video" / "liveportrait_d18.mp4"
 FRAMES = SHARED_DATA / "frames"
 NO_DATA = f"shared test data not found at {SHARED_DATA} (../shared/data beside the checkout)"
 needs_data = pytest.mark.skipif(not D18.exists(), reason=NO_DATA)
+NO_MODEL = (f"the shared face landmarker model is not at {MODEL_FILE} (../shared/data beside the "
+            "checkout): the tests' local model server has nothing to serve")
+needs_model = pytest.mark.skipif(not MODEL_FILE.is_file(), reason=NO_MODEL)
+HAS_FACEMESH = tracking.facemesh_available()
+needs_facemesh = pytest.mark.skipif(not HAS_FACEMESH, reason="the installed mediapipe has no legacy Face Mesh "
+                                                             "(only mediapipe 0.10.21 has it)")
+needs_no_facemesh = pytest.mark.skipif(HAS_FACEMESH, reason="the installed mediapipe has the legacy Face Mesh "
+                                                            "(this tests a mediapipe without it)")
 
 # The header row of takes recorded by Epic's Live Link Face app, byte for byte
 # (alexdjulin/LiveLinkFace-CSV-Retarget-For-Motionbuilder, anim/S07-001.csv).
@@ -66,6 +77,14 @@ def make_state(**shapes) -> FaceState:
     for name, value in shapes.items():
         state.blendshapes[ARKIT_NAMES.index(name)] = value
     return state
+
+
+def blank_images(folder: Path, n: int = 3) -> Path:
+    """A folder of n face-less images."""
+    folder.mkdir()
+    for i in range(n):
+        assert cv2.imwrite(str(folder / f"{i}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
+    return folder
 
 
 def write_take(path: Path, n: int = 45, *, lost: range = range(20, 26), fps: float = 30.0) -> Path:
@@ -170,36 +189,128 @@ def test_inputs_are_recognised_and_named(path, kind, stem, tmp_path, monkeypatch
     assert export.output_stem(path, kind) == stem
 
 
-def test_progress_bar_redraws_in_place_on_a_terminal():
-    class Tty:
-        def __init__(self):
-            self.text = ""
+# --------------------------------------------------------------------------- progress bar (tqdm)
 
-        def write(self, s):
+
+class FakeStream:
+    """A stream that records what is written; ``tty`` says what isatty() answers."""
+
+    def __init__(self, tty: bool = True):
+        self.tty = tty
+        self.text = ""
+        self.lock = threading.Lock()
+
+    def write(self, s):
+        with self.lock:
             self.text += s
+        return len(s)
 
-        def flush(self):
-            pass
+    def flush(self):
+        pass
 
-        def isatty(self):
-            return True
+    def isatty(self):
+        return self.tty
 
-    stream = Tty()
-    bar = Progress(["a.mp4"], enabled=True, stream=stream)
+
+def cleared_at_end(text: str) -> bool:
+    """tqdm (leave=False) overwrites its last bar with spaces and returns the cursor."""
+    return re.search(r"\r +\r$", text) is not None
+
+
+def test_progress_bar_on_a_terminal_counts_frames_of_the_total():
+    stream = FakeStream()
+    bar = Progress(["a.mp4"], enabled=True, totals=[200], stream=stream)
     bar.start(0, 200)
     bar.update(0, 100)
     bar.message("a line above the bar")
-    bar.finish_job(0)
+    bar.finish_job(0, 200)
     bar.close()
-    assert "\r\x1b[2K" in stream.text and "50%" in stream.text and "100 frames" in stream.text
-    assert "a line above the bar\n" in stream.text
-    assert stream.text.endswith("\r\x1b[2K")   # wiped at the end
+    text = stream.text
+    assert text.startswith("\rexporting a.mp4:")
+    assert "0/200" in text and "100/200" in text and "200/200" in text and "100%" in text
+    # The line is written on a cleared bar, then the bar is drawn again below it.
+    assert re.search(r"\r +\ra line above the bar\n\rexporting a.mp4: +50%", text), text
+    assert cleared_at_end(text)
+    assert bar.bar.n == 200
 
-    quiet = Tty()
-    off = Progress(["a.mp4"], enabled=False, stream=quiet)
-    off.start(0, 10)
-    off.update(0, 10)
-    off.close()
+
+def test_progress_total_is_known_once_every_input_is():
+    stream = FakeStream()
+    bar = Progress(["a.mp4", "b.jsonl"], enabled=True, totals=[100, None], stream=stream)   # takes: unknown
+    bar.update(0, 40)
+    bar.message("first")
+    assert "40 frames [" in stream.text and "/100" not in stream.text and "0/2 inputs done" in stream.text
+    bar.finish_job(0, 100)
+    bar.update(1, 30)
+    bar.finish_job(1, 45)       # the take's count is known when it ends
+    bar.close()
+    assert "145/145" in stream.text and "2/2 inputs done" in stream.text
+    assert bar.bar.n == bar.bar.total == 145
+
+
+def test_progress_total_follows_what_the_inputs_really_had():
+    bar = Progress(["a.mp4", "b.mp4"], enabled=True, totals=[100, 50], stream=FakeStream())
+    bar.start(1, 60)            # the worker's own count replaces the parent's
+    bar.update(0, 120)          # the container said 100: the total grows, never below the count
+    assert bar.bar.total == 180 and bar.bar.n == 120
+    bar.finish_job(0, 120)
+    bar.finish_job(1, 10)       # failed after 10 frames
+    assert bar.bar.total == bar.bar.n == 130
+    bar.update(1, 5)            # a late, stale report from a worker changes nothing
+    assert bar.bar.n == 130
+    bar.close()
+
+
+@pytest.mark.parametrize("enabled, tty", [(False, True), (True, False)])
+def test_progress_bar_only_on_a_terminal_and_never_when_quiet(enabled, tty):
+    stream = FakeStream(tty=tty)
+    bar = Progress(["a.mp4"], enabled=enabled, totals=[10], stream=stream)
+    bar.start(0, 10)
+    bar.update(0, 10)
+    bar.message("a message")        # messages (summaries, errors, logs) still go out
+    bar.finish_job(0, 10)
+    bar.close()
+    assert stream.text == "a message\n"
+
+
+def test_progress_is_thread_safe():
+    stream = FakeStream()
+    bar = Progress(["a.mp4", "b.mp4"], enabled=True, totals=[2000, 2000], stream=stream)
+
+    def pump(job):                  # as the -j N pump thread does
+        for done in range(1, 2001):
+            bar.update(job, done)
+
+    threads = [threading.Thread(target=pump, args=(job,)) for job in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for i in range(100):
+        bar.message(f"message {i}")
+    for thread in threads:
+        thread.join()
+    bar.finish_job(0, 2000)
+    bar.finish_job(1, 2000)
+    bar.close()
+    assert bar.bar.n == 4000
+    for i in range(100):            # every line whole, on a cleared bar
+        assert re.search(rf"\r +\rmessage {i}\n", stream.text) or stream.text.startswith(f"message {i}\n"), i
+    assert "4000/4000" in stream.text and cleared_at_end(stream.text)
+
+
+def test_export_on_a_terminal_shows_the_bar_and_lines_above_it(tmp_path, monkeypatch):
+    take = write_take(tmp_path / "demo.jsonl", n=45)
+    stderr = FakeStream()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert main([str(take), "-o", str(tmp_path / "demo.csv"), "--format", "csv"]) == 0
+    text = stderr.text
+    assert "\rexporting demo.jsonl:" in text and "45/45" in text
+    assert re.search(r"\rfacemocap-osc: .*demo\.jsonl -> .*demo\.csv: 45 frames, face in 39, .* frames/s\)\n",
+                     text), text
+    assert cleared_at_end(text)
+
+    quiet = FakeStream()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([str(take), "-o", str(tmp_path / "demo.csv"), "--format", "csv", "--force", "--quiet"]) == 0
     assert quiet.text == ""
 
 
@@ -299,6 +410,7 @@ def bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
     (tmp / "a_file").write_text("x")
     take = write_take(tmp / "ok.jsonl", n=3)
     (tmp / "not_a_take.jsonl").write_text('{"hello": 1}\n')
+    images = blank_images(tmp / "blank", 1)
     out = str(tmp / "out.csv")
     return [
         ([str(tmp / "missing.mp4"), "-o", out, "--format", "csv"], "file not found"),
@@ -313,9 +425,15 @@ def bad_cases(tmp: Path) -> list[tuple[list[str], str]]:
         ([str(take), str(take), "-o", str(tmp / "several.csv"), "--format", "csv"], "must be a folder"),
         ([str(take), str(take), "-o", str(tmp / "dup"), "--format", "csv"], "would both be written"),
         ([str(take), "-o", str(take), "--format", "csv", "--force"], "is the input itself"),
-        ([str(take), "-o", out, "--format", "csv", "--backend", "landmarker"], "--model"),
-        ([str(take), "-o", out, "--format", "csv", "--backend", "landmarker", "--model",
-          str(tmp / "missing.task")], "missing.task"),
+        ([str(images), "-o", out, "--format", "csv", "--backend", "landmarker", "--model",
+          str(tmp / "missing.task")], "--model " + str(tmp / "missing.task") + ": file not found"),
+        ([str(images), "-o", out, "--format", "csv", "--model", str(tmp / "empty")], "is a folder"),
+        ([str(images), "-o", out, "--format", "csv", "--model", str(tmp / "a_file")],
+         "not a valid MediaPipe face landmarker bundle"),
+        ([str(images), "-o", out, "--format", "csv", "--backend", "facemesh", "--model", str(tmp / "a_file")],
+         "--model is for the landmarker backend"),
+        ([str(take), "-o", out, "--format", "csv", "--backend", "facemesh", "--blendshapes", "model"],
+         "--blendshapes model needs the landmarker backend"),
         ([str(take), "-o", out, "--format", "xml"], "invalid choice"),
         ([str(take), "-o", out, "--format", "csv", "-j", "0"], "above 0"),
     ]
@@ -336,6 +454,130 @@ def test_bad_invocations_fail_at_start_with_one_line(tmp_path, capsys):
         assert lines[0].startswith("facemocap-osc export: error: ") and needle in lines[0], (argv, lines)
         assert not (tmp_path / "out.csv").exists()
         assert not (tmp_path / "dup").exists()     # nothing created when a check fails
+
+
+# --------------------------------------------------------------------------- the tracking backend
+
+
+@pytest.fixture
+def no_model_anywhere(tmp_path, monkeypatch, model_server):
+    """An empty user cache and a model host that answers HTTP 500."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("FACEMOCAP_MODEL_URL", model_server.url("/500"))
+    monkeypatch.delenv("FACEMOCAP_MODEL", raising=False)
+    return model_server
+
+
+def assert_nothing_written(folder: Path, *names: str) -> None:
+    for name in names:
+        assert not (folder / name).exists(), name
+    assert [p.name for p in folder.rglob("*.part")] == []
+
+
+@needs_no_facemesh
+def test_facemesh_backend_without_face_mesh_is_one_line(tmp_path, capsys):
+    images = blank_images(tmp_path / "blank", 2)
+    out = tmp_path / "out.csv"
+    assert main([str(images), "-o", str(out), "--format", "csv", "--backend", "facemesh"]) == 2
+    lines = stderr_lines(capsys.readouterr())
+    assert len(lines) == 1 and lines[0].startswith("facemocap-osc export: error: "), lines
+    assert 'pip install ".[legacy]"' in lines[0]
+    assert_nothing_written(tmp_path, "out.csv")
+
+
+@needs_no_facemesh
+def test_auto_without_a_model_or_face_mesh_is_one_error(tmp_path, capsys, no_model_anywhere):
+    a, b = blank_images(tmp_path / "a", 2), blank_images(tmp_path / "b", 2)
+    out = tmp_path / "out"
+    assert main([str(a), str(b), "-o", str(out), "--format", "csv", "-j", "2"]) == 2
+    lines = stderr_lines(capsys.readouterr())
+    errors = [line for line in lines if line.startswith("facemocap-osc export: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines
+    assert "HTTP 500" in errors[0] and "facemocap-osc model download" in errors[0]
+    assert all(line.startswith("facemocap-osc: downloading") for line in lines[:-1]), lines
+    assert not out.exists()          # the output folder is created only once the backend is there
+    assert not list((tmp_path / "empty_cache").rglob("*.part"))
+
+
+@needs_facemesh
+def test_auto_without_a_model_falls_back_to_face_mesh(tmp_path, capsys, no_model_anywhere):
+    images = blank_images(tmp_path / "blank", 2)
+    out = tmp_path / "blank.json"
+    assert main([str(images), "-o", str(out), "--format", "json"]) == 0
+    lines = stderr_lines(capsys.readouterr())
+    assert any("using the legacy Face Mesh instead" in line for line in lines), lines
+    assert not [line for line in lines if "error" in line]
+    doc = json.loads(out.read_text())
+    assert (doc["backend"], doc["blendshapes"], doc["frameCount"]) == ("facemesh", "solver", 2)
+
+
+def test_blendshapes_model_needs_the_landmarker(tmp_path, capsys, no_model_anywhere):
+    # Even where Face Mesh exists, auto does not fall back to it: it has no blendshape model.
+    images = blank_images(tmp_path / "blank", 2)
+    out = tmp_path / "out.csv"
+    assert main([str(images), "-o", str(out), "--format", "csv", "--blendshapes", "model"]) == 2
+    lines = stderr_lines(capsys.readouterr())
+    assert lines[-1].startswith("facemocap-osc export: error: --blendshapes model needs the landmarker "
+                                "backend: ") and "HTTP 500" in lines[-1], lines
+    assert len([line for line in lines if "error" in line]) == 1
+    assert_nothing_written(tmp_path, "out.csv")
+
+
+def test_takes_need_no_backend(tmp_path, capsys, no_model_anywhere):
+    take = write_take(tmp_path / "demo.jsonl", n=5)
+    hits = dict(no_model_anywhere.hits)
+    for backend in ("auto", "landmarker", "facemesh"):   # facemesh even where mediapipe lacks it
+        out = tmp_path / f"{backend}.json"
+        assert main([str(take), "-o", str(out), "--format", "json", "--backend", backend, "--quiet"]) == 0
+        assert capsys.readouterr().err == ""
+        doc = json.loads(out.read_text())
+        assert (doc["backend"], doc["blendshapes"], doc["frameCount"]) == (None, "solver", 5)
+    assert no_model_anywhere.hits == hits        # nothing was downloaded, nothing was asked
+    assert not (tmp_path / "empty_cache").exists()
+
+
+@needs_model
+def test_auto_downloads_the_model_once_in_the_parent(tmp_path, capsys, monkeypatch, model_server):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    a, b = blank_images(tmp_path / "a", 2), blank_images(tmp_path / "b", 3)
+    before = model_server.hits.get("/face_landmarker.task", 0)
+    out = tmp_path / "out"
+    assert main([str(a), str(b), "-o", str(out), "--format", "json", "-j", "2"]) == 0
+    assert model_server.hits.get("/face_landmarker.task", 0) == before + 1
+    assert (cache / "facemocap-osc" / "models" / "face_landmarker.task").stat().st_size == MODEL_FILE.stat().st_size
+    lines = stderr_lines(capsys.readouterr())
+    assert lines[0].startswith("facemocap-osc: downloading the face landmarker model"), lines
+    assert len([line for line in lines if " -> " in line]) == 2 and not [x for x in lines if "error" in x]
+    for name, frames in (("a.json", 2), ("b.json", 3)):
+        doc = json.loads((out / name).read_text())
+        assert (doc["backend"], doc["blendshapes"], doc["frameCount"]) == ("landmarker", "solver", frames)
+    # Cached now: the next export downloads nothing.
+    assert main([str(a), "-o", str(tmp_path / "again.csv"), "--format", "csv", "--quiet"]) == 0
+    assert model_server.hits.get("/face_landmarker.task", 0) == before + 1
+
+
+@needs_model
+def test_model_given_is_used_without_a_download(tmp_path, no_model_anywhere):
+    images = blank_images(tmp_path / "blank", 2)
+    hits = dict(no_model_anywhere.hits)
+    for extra, blendshapes in (([], "solver"), (["--blendshapes", "model"], "model"),
+                               (["--backend", "landmarker", "--blendshapes", "model"], "model")):
+        out = tmp_path / f"{blendshapes}{len(extra)}.json"
+        assert main([str(images), "-o", str(out), "--format", "json", "--model", str(MODEL_FILE), "--quiet",
+                     *extra]) == 0
+        doc = json.loads(out.read_text())
+        assert (doc["backend"], doc["blendshapes"]) == ("landmarker", blendshapes)
+    assert no_model_anywhere.hits == hits
+
+
+def test_jobs_carry_the_resolved_backend(tmp_path):
+    # A worker never resolves ("auto" is not a backend it can open): the parent did.
+    images = blank_images(tmp_path / "blank", 1)
+    job = export.Job(0, str(images), "images", str(tmp_path / "o.csv"), "csv", backend="auto")
+    result = export.export_one(job)
+    assert result.error and "no tracking backend resolved" in result.error
+    assert not (tmp_path / "o.csv").exists()
 
 
 def run_export_command(command: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -367,11 +609,9 @@ def test_console_script_export(tmp_path):
 # --------------------------------------------------------------------------- real tracking
 
 
+@needs_model
 def test_frames_without_a_face_get_neutral_rows(tmp_path):
-    folder = tmp_path / "blank"
-    folder.mkdir()
-    for i in range(3):
-        assert cv2.imwrite(str(folder / f"{i}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
+    folder = blank_images(tmp_path / "blank", 3)
     out = tmp_path / "blank.csv"
     assert main([str(folder), "-o", str(out), "--format", "livelink-csv", "--quiet"]) == 0
     header, rows = read_csv(out)
@@ -385,6 +625,8 @@ def test_frames_without_a_face_get_neutral_rows(tmp_path):
 def d18_exports(tmp_path_factory):
     if not D18.exists():
         pytest.skip(NO_DATA)
+    if not MODEL_FILE.is_file():
+        pytest.skip(NO_MODEL)
     folder = tmp_path_factory.mktemp("d18")
     paths = {"livelink-csv": folder / "d18_livelink.csv", "csv": folder / "d18.csv", "json": folder / "d18.json"}
     for fmt, path in paths.items():
@@ -420,13 +662,30 @@ def test_d18_csv_and_json_agree_with_live_link(d18_exports):
                                                                           abs=1e-5)
     doc = json.loads(d18_exports["json"].read_text())
     assert doc["frameCount"] == doc["faceCount"] == len(doc["frames"]) == 216
-    assert (doc["width"], doc["height"], doc["fps"], doc["backend"]) == (480, 480, 30.0, "facemesh")
+    # auto: the landmarker (its model downloaded from the tests' local server), our solver's values
+    assert (doc["width"], doc["height"], doc["fps"], doc["backend"]) == (480, 480, 30.0, "landmarker")
+    assert doc["blendshapes"] == "solver"
     assert [f["blendshapes"]["jawOpen"] for f in doc["frames"]] == pytest.approx(
         column(cheader, crows, "jawOpen"), abs=1e-6)
     assert [f["frame"] for f in doc["frames"]] == list(range(216))
 
 
 @needs_data
+@needs_facemesh
+def test_d18_with_face_mesh(tmp_path):
+    out = tmp_path / "d18.json"
+    assert main([str(D18), "-o", str(out), "--format", "json", "--backend", "facemesh", "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["backend"], doc["blendshapes"], doc["frameCount"], doc["faceCount"]) == ("facemesh", "solver",
+                                                                                       216, 216)
+    jaw = np.array([f["blendshapes"]["jawOpen"] for f in doc["frames"]])
+    assert jaw[0:16].mean() < 0.15
+    for first, last in [(22, 40), (65, 95), (120, 154)]:
+        assert jaw[first:last + 1].mean() > 0.4, (first, last)
+
+
+@needs_data
+@needs_model
 def test_two_inputs_in_parallel(tmp_path, capsys):
     images = tmp_path / "d18_frames"
     images.mkdir()
