@@ -3,8 +3,14 @@
 One command, one report (markdown, also printed to stdout) and one plot per clip:
 
     python bench/accuracy.py [--data DIR] [--out docs] [--clips d3,d9,d18,d6]
+                             [--backend facemesh|landmarker]
 
-  (a) labelled frames (../shared/data/frames/labels.csv): Face Mesh (static) +
+  --backend: the tracker whose landmarks the Solver gets ("ours"): the legacy
+  Face Mesh (default when the installed mediapipe has it) or the Tasks Face
+  Landmarker (the default otherwise). The model side of every comparison is
+  always the Face Landmarker (its blendshapes and transformation matrix).
+
+  (a) labelled frames (../shared/data/frames/labels.csv): our tracker (static) +
       Solver, scored for eyes, mouth and smile with fixed thresholds;
   (b) agreement with MediaPipe's Face Landmarker on the clips, frame by frame:
       Pearson r and mean absolute difference of eight blendshapes, and the head
@@ -16,9 +22,9 @@ One command, one report (markdown, also printed to stdout) and one plot per clip
   (f) a PNG plot per clip (solver vs model over time), drawn with OpenCV;
   (g) docs/accuracy.md, keeping the hand-written text after the notes marker.
 
-Importable: nothing runs at import. Tests use labelled_frames() and
-labelled_scores(). Nothing is cached; the data is read from --data and never
-copied.
+Importable: nothing runs at import. Tests use labelled_frames(),
+labelled_in_video() (both take `backend`) and labelled_scores(). Nothing is
+cached; the data is read from --data and never copied.
 """
 
 from __future__ import annotations
@@ -80,6 +86,44 @@ CATEGORIES = ("eyes", "mouth", "smile")
 LAG_STEPS = (("large", 1.0, 20.0), ("small", 0.2, 5.0))
 LAG_SETTLE_FRAMES = 30   # neutral frames before the step
 LAG_AFTER_FRAMES = 60    # frames watched after it
+
+
+# Trackers whose landmarks the Solver can be scored on (--backend).
+BACKENDS = ("facemesh", "landmarker")
+TRACKER_NAMES = {"facemesh": "Face Mesh", "landmarker": "Face Landmarker"}
+
+
+def default_backend() -> str:
+    """facemesh when the installed mediapipe has it (0.10.21), else landmarker."""
+    from bridge.tracking import facemesh_available
+
+    return "facemesh" if facemesh_available() else "landmarker"
+
+
+def resolve_backend(backend: str | None) -> str:
+    """`backend` checked, or default_backend() for None."""
+    if backend is None:
+        return default_backend()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}' (choose {', '.join(BACKENDS)})")
+    return backend
+
+
+def open_ours(backend: str, data: Path = DEFAULT_DATA, *, static: bool = False):
+    """A started tracker for our landmarks: the legacy Face Mesh, or the Face Landmarker
+    with DATA's model (never downloaded). Tracking / VIDEO mode unless `static`."""
+    from bridge.tracking import open_tracker
+
+    if resolve_backend(backend) == "facemesh":
+        return open_tracker("facemesh", static=static)
+    return open_model(data / MODEL_FILE, static=static)
+
+
+def open_model(model_path: Path, *, static: bool = False):
+    """The reference: the Face Landmarker (its scores and matrix), IMAGE or VIDEO mode."""
+    from bridge.tracking import open_tracker
+
+    return open_tracker("landmarker", model_path=str(model_path), static=static, download=False)
 
 
 def met(ok: bool | None) -> str:
@@ -205,18 +249,20 @@ def _eye_side(note: str) -> str | None:
     return None
 
 
-def labelled_frames(data: Path = DEFAULT_DATA, *, with_model: bool = False) -> list[LabelledFrame]:
-    """Run Face Mesh (static) + Solver, and optionally the Face Landmarker (IMAGE mode),
-    on every labelled frame."""
+def labelled_frames(data: Path = DEFAULT_DATA, *, with_model: bool = False,
+                    backend: str | None = None) -> list[LabelledFrame]:
+    """Run our tracker (`backend`, static / IMAGE mode) + Solver, and optionally the Face
+    Landmarker (IMAGE mode) for the model's scores, on every labelled frame."""
     import cv2
 
     from bridge.solve import Solver
-    from bridge.tracking import open_tracker
 
+    backend = resolve_backend(backend)
     rows = read_labels(data)
     out = []
-    tracker = open_tracker("facemesh", static=True)
-    model = open_tracker("landmarker", model_path=str(data / MODEL_FILE), static=True) if with_model else None
+    tracker = open_ours(backend, data, static=True)
+    # On the landmarker backend our tracker is the model: its scores come with our landmarks.
+    model = open_model(data / MODEL_FILE, static=True) if with_model and backend != "landmarker" else None
     try:
         for row in rows:
             image = cv2.imread(str(data / "frames" / row["file"]))
@@ -229,8 +275,8 @@ def labelled_frames(data: Path = DEFAULT_DATA, *, with_model: bool = False) -> l
             if tracked.landmarks is not None:
                 solver = _values(Solver(w, h).solve(tracked.landmarks, (w, h)).blendshapes)
             scores = None
-            if model is not None:
-                found = model.track(frame)
+            if with_model:
+                found = model.track(frame) if model is not None else tracked
                 scores = _values(found.blendshapes) if found.blendshapes else None
             out.append(LabelledFrame(
                 file=row["file"], eyes=row["eyes"].strip(), mouth=row["mouth"].strip(),
@@ -243,16 +289,18 @@ def labelled_frames(data: Path = DEFAULT_DATA, *, with_model: bool = False) -> l
     return out
 
 
-def labelled_in_video(data: Path = DEFAULT_DATA, tracked: dict | None = None) -> list[LabelledFrame]:
+def labelled_in_video(data: Path = DEFAULT_DATA, tracked: dict | None = None,
+                      backend: str | None = None) -> list[LabelledFrame]:
     """The labelled frames as a live tracker sees them: each is frame N of its clip,
-    so run the clip from its start through N (Face Mesh in tracking mode, the Solver
-    with capture times) and take frame N's values. `tracked` maps clip name ->
-    (Clip, Solved) already computed by run(); clips not in it are tracked here
-    (solver only, no model)."""
+    so run the clip from its start through N (our tracker, `backend`, in tracking /
+    VIDEO mode, the Solver with capture times) and take frame N's values. `tracked`
+    maps clip name -> (Clip, Solved) already computed by run() on the same backend;
+    clips not in it are tracked here (solver only; the model's scores too on the
+    landmarker backend, whose tracker is the model)."""
     from bridge.solve import Solver
     from bridge.sources import open_video
-    from bridge.tracking import open_tracker
 
+    backend = resolve_backend(backend)
     rows = read_labels(data)
     tracked = dict(tracked or {})
     values: dict[tuple[str, int], tuple] = {}
@@ -265,7 +313,7 @@ def labelled_in_video(data: Path = DEFAULT_DATA, tracked: dict | None = None) ->
                 values[clip, i] = (_values(solved.shapes[i]) if np.isfinite(solved.shapes[i]).all() else None,
                                    _values(model) if np.isfinite(model[:51]).all() else None)
             continue
-        tracker, solver = open_tracker("facemesh"), None
+        tracker, solver = open_ours(backend, data), None
         try:
             with open_video(str(clip_path(data, clip)), paced=False) as source:
                 for frame in source:
@@ -277,7 +325,8 @@ def labelled_in_video(data: Path = DEFAULT_DATA, tracked: dict | None = None) ->
                     if found.landmarks is not None:
                         state = solver.solve(found.landmarks, (frame.width, frame.height), time=frame.time)
                     if frame.index in wanted:
-                        values[clip, frame.index] = (_values(state.blendshapes) if state else None, None)
+                        values[clip, frame.index] = (_values(state.blendshapes) if state else None,
+                                                     _values(found.blendshapes) if found.blendshapes else None)
         finally:
             tracker.close()
     out = []
@@ -363,33 +412,41 @@ class Clip:
     fps: float
     width: int
     height: int
-    face_mesh: list                # (478, 3) or None per frame
+    landmarks: list                # ours (the backend's): (478, 3) or None per frame
     model_landmarks: list          # (478, 3) or None per frame
     model_shapes: np.ndarray       # (n, 52) NaN where the model found no face
     model_matrix: np.ndarray       # (n, 4, 4) NaN where none
     seconds: dict = field(default_factory=dict)   # decode / facemesh / landmarker
+    backend: str = "facemesh"      # which tracker gave `landmarks`
 
     @property
     def n(self) -> int:
-        return len(self.face_mesh)
+        return len(self.landmarks)
 
 
-def track_clip(path: Path, model_path: Path, name: str | None = None) -> Clip:
-    """Decode the clip once; run Face Mesh (tracking mode) and the Face Landmarker
-    (VIDEO mode) on every frame."""
+def track_clip(path: Path, model_path: Path, name: str | None = None, backend: str | None = None) -> Clip:
+    """Decode the clip once; run our tracker (`backend`: Face Mesh in tracking mode) and
+    the Face Landmarker (VIDEO mode) on every frame. On the landmarker backend the
+    model is our tracker: it runs once and gives both."""
     import cv2
 
-    from bridge.tracking import open_tracker
-
+    backend = resolve_backend(backend)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise FileNotFoundError(f"cannot open {path}")
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = float(fps) if fps and math.isfinite(fps) and fps > 0 else 30.0
-    mesh = open_tracker("facemesh")
-    model = open_tracker("landmarker", model_path=str(model_path))
+    mesh = open_ours("facemesh") if backend == "facemesh" else None
+    try:
+        model = open_model(model_path)
+    except BaseException:
+        if mesh is not None:
+            mesh.close()
+        raise
     fm, ml, shapes, mats = [], [], [], []
-    secs = {"decode": 0.0, "facemesh": 0.0, "landmarker": 0.0}
+    secs = {"decode": 0.0, "landmarker": 0.0}
+    if mesh is not None:
+        secs["facemesh"] = 0.0
     w = h = 0
     index = 0
     try:
@@ -402,23 +459,25 @@ def track_clip(path: Path, model_path: Path, name: str | None = None) -> Clip:
             secs["decode"] += t1 - t0
             h, w = image.shape[:2]
             frame = _frame(index, index / fps, image)
-            a = mesh.track(frame)
+            a = mesh.track(frame) if mesh is not None else None
             t2 = time.perf_counter()
             b = model.track(frame)
             t3 = time.perf_counter()
-            secs["facemesh"] += t2 - t1
+            if mesh is not None:
+                secs["facemesh"] += t2 - t1
             secs["landmarker"] += t3 - t2
-            fm.append(a.landmarks)
+            fm.append(a.landmarks if a is not None else b.landmarks)
             ml.append(b.landmarks)
             shapes.append(model_vector(b.blendshapes) if b.blendshapes else np.full(len(ARKIT_NAMES), np.nan))
             mats.append(np.asarray(b.matrix, float) if b.matrix is not None else np.full((4, 4), np.nan))
             index += 1
     finally:
         cap.release()
-        mesh.close()
+        if mesh is not None:
+            mesh.close()
         model.close()
     return Clip(name or path.stem, path, fps, w, h, fm, ml,
-                np.array(shapes).reshape(-1, len(ARKIT_NAMES)), np.array(mats).reshape(-1, 4, 4), secs)
+                np.array(shapes).reshape(-1, len(ARKIT_NAMES)), np.array(mats).reshape(-1, 4, 4), secs, backend)
 
 
 @dataclass
@@ -449,12 +508,12 @@ def solve_clip(clip: Clip) -> Solved:
 
     # Warm up (first calls pay for lazy set-up), then time each call.
     warm = Solver(*size)
-    for pts in [p for p in clip.face_mesh if p is not None][:20]:
+    for pts in [p for p in clip.landmarks if p is not None][:20]:
         warm.solve(pts, size)
 
     solver, shaper = Solver(*size), Shaper(ShapeOptions())
     states, times = [], []
-    for i, pts in enumerate(clip.face_mesh):
+    for i, pts in enumerate(clip.landmarks):
         t = i / clip.fps
         state = None
         if pts is not None:
@@ -513,7 +572,7 @@ def compare(solver: np.ndarray, model: np.ndarray) -> Pair:
 
 
 def frame_counts(clip: Clip) -> dict[str, int]:
-    fm = np.array([p is not None for p in clip.face_mesh])
+    fm = np.array([p is not None for p in clip.landmarks])
     md = np.isfinite(clip.model_shapes).any(axis=1) & np.isfinite(clip.model_matrix.reshape(clip.n, -1)).all(axis=1)
     return {"frames": clip.n, "no_face_solver": int((~fm).sum()), "no_face_model": int((~md).sum()),
             "skipped": int((~(fm & md)).sum()), "compared": int((fm & md).sum())}
@@ -565,8 +624,9 @@ def pooled(clips: list[Clip], solveds: list[Solved]) -> tuple[Clip, Solved]:
     """All clips' frames as one (for pooled statistics)."""
     cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731
     clip = Clip("pooled", Path("-"), 30.0, 0, 0,
-                sum((c.face_mesh for c in clips), []), sum((c.model_landmarks for c in clips), []),
-                cat([c.model_shapes for c in clips]), cat([c.model_matrix for c in clips]))
+                sum((c.landmarks for c in clips), []), sum((c.model_landmarks for c in clips), []),
+                cat([c.model_shapes for c in clips]), cat([c.model_matrix for c in clips]),
+                backend=clips[0].backend if clips else "facemesh")
     s = Solved(*(cat([getattr(x, f) for x in solveds]) for f in
                  ("shapes", "head", "filt_shapes", "filt_head", "model_head", "model_head_los",
                   "head_on_model_points", "solve_ms")), with_time=solveds[0].with_time)
@@ -699,17 +759,18 @@ class StillJitter:
     shapes_filt: tuple
 
 
-def still_jitter(data: Path = DEFAULT_DATA, photos=STILL_PHOTOS, seed: int = 0) -> list[StillJitter]:
+def still_jitter(data: Path = DEFAULT_DATA, photos=STILL_PHOTOS, seed: int = 0,
+                 backend: str | None = None) -> list[StillJitter]:
     """Jitter with a known truth: a still photo is a face that does not move. Each
-    frame is the photo plus fresh sensor noise, tracked as video (Face Mesh tracking
-    mode), solved with capture times and shaped with the default filter; every
-    movement of the output is then jitter."""
+    frame is the photo plus fresh sensor noise, tracked as video (our tracker,
+    `backend`, in tracking / VIDEO mode), solved with capture times and shaped with
+    the default filter; every movement of the output is then jitter."""
     import cv2
 
     from bridge.shape import ShapeOptions, Shaper
     from bridge.solve import Solver
-    from bridge.tracking import open_tracker
 
+    backend = resolve_backend(backend)
     rng = np.random.default_rng(seed)
     out = []
     for photo in photos:
@@ -720,7 +781,7 @@ def still_jitter(data: Path = DEFAULT_DATA, photos=STILL_PHOTOS, seed: int = 0) 
         if scale < 1:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]
-        tracker, solver, shaper = open_tracker("facemesh"), Solver(w, h), Shaper(ShapeOptions())
+        tracker, solver, shaper = open_ours(backend, data), Solver(w, h), Shaper(ShapeOptions())
         raw_head, raw_shapes, filt_head, filt_shapes = [], [], [], []
         try:
             for i in range(STILL_FRAMES):
@@ -824,7 +885,7 @@ def _segments(xs_px: np.ndarray, ys_px: np.ndarray) -> list[np.ndarray]:
 
 
 def plot_clip(path: Path, title: str, panels: list[tuple[str, np.ndarray, np.ndarray, tuple | None, str]],
-              width: int = 1500) -> None:
+              width: int = 1500, backend: str = "facemesh") -> None:
     """Stacked panels (name, solver series, model series, (lo, hi) or None, unit), x = frame
     index; drawn with OpenCV and written as PNG."""
     import cv2
@@ -838,7 +899,8 @@ def plot_clip(path: Path, title: str, panels: list[tuple[str, np.ndarray, np.nda
 
     cv2.putText(img, title, (left, 26), FONT, 0.65, COLOR_TEXT, 1, cv2.LINE_AA)
     x = width - right
-    for label, color in (("model (Face Landmarker)", COLOR_MODEL), ("solver (Face Mesh + Solver, raw)", COLOR_SOLVER)):
+    ours = f"solver ({TRACKER_NAMES[backend]} + Solver, raw)"
+    for label, color in (("model (Face Landmarker)", COLOR_MODEL), (ours, COLOR_SOLVER)):
         (tw, _), _ = cv2.getTextSize(label, FONT, 0.5, 1)
         x -= tw
         cv2.putText(img, label, (x, 26), FONT, 0.5, COLOR_TEXT, 1, cv2.LINE_AA)
@@ -966,6 +1028,7 @@ class Results:
     pooled: tuple | None = None  # (Clip, Solved) of all clips' frames
     runtime: float = 0.0
     command: str = ""
+    backend: str = "facemesh"    # our tracker (the model side is always the Face Landmarker)
 
 
 def _labelled_section(frames: list[LabelledFrame], title: str, intro: str, scored: bool = True) -> list[str]:
@@ -1023,14 +1086,22 @@ def render(res: Results) -> str:
     names = [c.name for c in res.clips]
     pooled_key = "pooled"
     with_time = res.solveds[0].with_time if res.solveds else False
+    ours = TRACKER_NAMES[res.backend]
+    if res.backend == "facemesh":
+        tracked_by = ("MediaPipe Face Mesh landmarks (refined, 478 points; static mode for the labelled stills, "
+                      "tracking mode for the clips)")
+        still_mode, video_mode = "Face Mesh static mode", "Face Mesh tracking mode"
+    else:
+        tracked_by = ("MediaPipe Face Landmarker landmarks (`--backend landmarker`: the model's own 478 points; "
+                      "IMAGE mode for the labelled stills, VIDEO mode for the clips)")
+        still_mode, video_mode = "Face Landmarker IMAGE mode", "Face Landmarker VIDEO mode"
     L.append("# Accuracy of the solver\n")
     L.append("Generated by `bench/accuracy.py`; do not edit above *Notes*, regenerate instead (from the "
              "repository root, with the shared data in `../shared/data`):\n")
     L.append("```sh\npython bench/accuracy.py [--data ../shared/data] [--out docs] [--clips d3,d9,d18,d6]\n```\n")
     L.append(f"- Run: `{res.command}` on {now}, {res.runtime:.0f} s.")
     L.append(f"- Machine: {_machine()}.")
-    L.append("- Solver: `bridge.solve.Solver` on MediaPipe Face Mesh landmarks (refined, 478 points; static mode "
-             "for the labelled stills, tracking mode for the clips), raw per-frame output unless marked "
+    L.append(f"- Solver: `bridge.solve.Solver` on {tracked_by}, raw per-frame output unless marked "
              "*filtered*. On the clips the solver gets each frame's capture time "
              f"(index / fps){'' if with_time else ' — not supported by this Solver, so it got none'}; "
              "the stills get none.")
@@ -1095,16 +1166,20 @@ def render(res: Results) -> str:
     L.append(_md_table(["figure", "target", "measured", ""], rows) + "\n")
 
     # ---- (a) + (c)
+    lowered_as_closed = [f for f in res.labelled_stills
+                         if f.eyes == "lowered" and f.solver is not None and predict(f.solver)["eyes"] == "closed"]
     L += _labelled_section(
         res.labelled, "(a) + (c) Labelled frames, in their video",
         "Each labelled frame is frame N of its clip, so it is scored as a live tracker sees it: the clip "
-        "runs from its start through N (Face Mesh tracking mode, the solver with capture times; the model in "
+        f"runs from its start through N ({video_mode}, the solver with capture times; the model in "
         "VIDEO mode). The targets are scored on this table.")
     L += _labelled_section(
         res.labelled_stills, "Labelled frames as still photos (for reference)",
-        "The same PNGs one by one (Face Mesh static mode, no capture times; the model in IMAGE mode). "
-        "Without capture times the solver cannot tell lowered eyes from closed ones (docs/channels.md), so "
-        "d3_f0130 (lowered) reads closed here.", scored=False)
+        f"The same PNGs one by one ({still_mode}, no capture times; the model in IMAGE mode). "
+        "Without capture times the solver cannot tell lowered eyes from closed ones (docs/channels.md)"
+        + (", so " + ", ".join(f"{f.file.rsplit('.', 1)[0]} (lowered)" for f in lowered_as_closed)
+           + (" reads" if len(lowered_as_closed) == 1 else " read") + " closed here." if lowered_as_closed else "."),
+        scored=False)
 
     # ---- (b) blendshapes
     L.append("## (b) Agreement with the model on the clips\n")
@@ -1163,15 +1238,17 @@ def render(res: Results) -> str:
                        rows) + "\n")
     L.append("bias = mean(solver - model); slope = least-squares slope of the solver's angle on the model's "
              "(direct). The last column runs the same Solver on the Face Landmarker's own landmarks and "
-             "compares with the direct angles: it separates the fit (solver) from the landmarks (Face Mesh vs "
-             "the landmarker's mesh).\n")
+             + ("compares with the direct angles: it separates the fit (solver) from the landmarks (Face Mesh vs "
+                "the landmarker's mesh).\n" if res.backend == "facemesh" else
+                "compares with the direct angles: on this backend those are our landmarks, so it repeats the "
+                "direct column.\n"))
 
     # ---- (d)
     L.append("## (d) Jitter and lag\n")
     L.append("**Jitter with a known truth (the scored figure).** A still photo is a face that does not move. "
              f"Each of {STILL_FRAMES} frames at 30 fps is the photo (scaled to at most {STILL_MAX_SIDE} px) plus "
-             f"fresh Gaussian sensor noise of {SENSOR_NOISE:g} grey levels per pixel, tracked as video (Face Mesh "
-             "tracking mode), solved with capture times and shaped with the default filter "
+             f"fresh Gaussian sensor noise of {SENSOR_NOISE:g} grey levels per pixel, tracked as video "
+             f"({video_mode}), solved with capture times and shaped with the default filter "
              f"(`ShapeOptions()`: One Euro min_cutoff {_default_filter()}). Every movement of the output is "
              f"jitter; the first {STILL_SETTLE} frames are left out while tracker and filter settle. Std per head "
              "axis (degrees) and of the worst blendshape channel:\n")
@@ -1343,16 +1420,19 @@ def write_report(path: Path, generated: str) -> str:
 
 # =============================================================================== main
 
-def run(data: Path, out: Path, clips: list[str], command: str = "", log=print) -> Results:
+def run(data: Path, out: Path, clips: list[str], command: str = "", log=print,
+        backend: str | None = None) -> Results:
+    """Everything, with the Solver on `backend`'s landmarks (None: default_backend())."""
     start = time.perf_counter()
+    backend = resolve_backend(backend)
     model_path = data / MODEL_FILE
-    log("labelled frames (stills) ...")
-    stills = labelled_frames(data, with_model=True)
+    log(f"labelled frames (stills, {TRACKER_NAMES[backend]}) ...")
+    stills = labelled_frames(data, with_model=True, backend=backend)
     tracked, solveds, agreements, counts, jitters = [], [], {}, {}, {}
     for name in clips:
         path = clip_path(data, name)
         t0 = time.perf_counter()
-        clip = track_clip(path, model_path, name)
+        clip = track_clip(path, model_path, name, backend=backend)
         solved = solve_clip(clip)
         tracked.append(clip)
         solveds.append(solved)
@@ -1361,16 +1441,16 @@ def run(data: Path, out: Path, clips: list[str], command: str = "", log=print) -
         jitters[name] = jitter(solved, clip.fps, clip.model_shapes)
         plot_clip(out / "accuracy" / f"{name}.png",
                   f"{path.name}: solver vs Face Landmarker, {clip.n} frames at {clip.fps:g} fps",
-                  plot_panels(clip, solved))
+                  plot_panels(clip, solved), backend=backend)
         log(f"{name}: {clip.n} frames, {time.perf_counter() - t0:.1f} s")
     pc, ps = pooled(tracked, solveds)
     agreements["pooled"] = agreement(pc, ps)
     lags = {step: step_lag(jaw, yaw) for step, jaw, yaw in LAG_STEPS}
     log("labelled frames (in their video) ...")
-    labelled = labelled_in_video(data, {c.name: (c, s) for c, s in zip(tracked, solveds)})
+    labelled = labelled_in_video(data, {c.name: (c, s) for c, s in zip(tracked, solveds)}, backend=backend)
     log("jitter on still photos ...")
     res = Results(labelled, stills, tracked, solveds, agreements, counts, jitters, lags, pooled=(pc, ps),
-                  stills=still_jitter(data), command=command)
+                  stills=still_jitter(data, backend=backend), command=command, backend=backend)
     res.runtime = time.perf_counter() - start
     return res
 
@@ -1380,6 +1460,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the shared data folder (default ../shared/data)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="where accuracy.md and accuracy/*.png go (docs)")
     parser.add_argument("--clips", default=",".join(DEFAULT_CLIPS), help="comma-separated clips (d3,d9,d18,d6)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="the tracker whose landmarks the Solver gets (default: facemesh when the installed "
+                             "mediapipe has it, else landmarker); the model side is always the Face Landmarker")
     args = parser.parse_args(argv)
     data, out = Path(args.data), Path(args.out)
     clips = [c.strip() for c in args.clips.split(",") if c.strip()]
@@ -1390,6 +1473,11 @@ def main(argv: list[str] | None = None) -> int:
     if not clips:
         print("accuracy: no clips given", file=sys.stderr)
         return 2
+    backend = args.backend or default_backend()
+    if backend == "facemesh" and default_backend() != "facemesh":
+        from bridge.tracking.facemesh import NOT_INSTALLED
+        print(f"accuracy: --backend facemesh: {NOT_INSTALLED}", file=sys.stderr)
+        return 2
     try:
         for c in clips:
             clip_path(data, c)
@@ -1398,7 +1486,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "python bench/accuracy.py" + ("" if argv is None and len(sys.argv) <= 1 else
                                             " " + " ".join(sys.argv[1:] if argv is None else argv))
-    res = run(data, out, clips, command, log=lambda m: print(m, file=sys.stderr, flush=True))
+    res = run(data, out, clips, command, log=lambda m: print(m, file=sys.stderr, flush=True), backend=backend)
     generated = render(res)
     write_report(out / "accuracy.md", generated)
     print(generated)

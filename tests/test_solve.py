@@ -165,41 +165,89 @@ def test_wrong_shape_is_rejected():
 # --- real frames (../shared/data) ------------------------------------------------
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "frames" / "labels.csv").exists(),
-                                reason="real test data ../shared/data not found")
+LABELS = DATA / "frames" / "labels.csv"
+MODEL = DATA / "models" / "face_landmarker.task"
+needs_data = pytest.mark.skipif(not LABELS.exists(), reason="real test data ../shared/data not found")
+
+
+def _backend_skip(backend: str) -> str | None:
+    if backend == "facemesh":
+        from bridge.tracking import facemesh_available
+
+        if not facemesh_available():
+            return ('facemesh backend: the installed mediapipe has no legacy Face Mesh (it needs mediapipe '
+                    '0.10.21: pip install ".[legacy]" on Python <= 3.12)')
+        return None
+    if not MODEL.is_file():
+        return f"landmarker backend: the shared model {MODEL} is absent (see ../shared/data/SOURCES.md)"
+    return None
+
+
+# Frames the solver misses today on one backend, with the reading (xfail, not strict:
+# a fix shows up as XPASS).
+LABELLED_MISSES = {
+    ("landmarker", "d3_f0020.png"): "left-eye squint/wink reads blinks (0.09, 0.00), not one eye closed (Face Mesh "
+                                    "0.97): the landmarker places the squinted eye's lower lid lower (lid gap 0.093 "
+                                    "vs 0.034 eye widths in image space); not depth, the meshes' z agree",
+}
+
+
+def _labelled_params():
+    rows = []
+    if LABELS.exists():
+        with open(LABELS, newline="") as f:
+            rows = list(csv.DictReader(f))
+    out = []
+    for backend in ("facemesh", "landmarker"):
+        skip = _backend_skip(backend)
+        for row in rows or [{"file": "(no data)"}]:
+            marks = [pytest.mark.skipif(skip is not None, reason=skip or "")]
+            reason = LABELLED_MISSES.get((backend, row["file"]))
+            if reason:
+                marks.append(pytest.mark.xfail(strict=False, reason=f"solver being improved: {reason}"))
+            out.append(pytest.param(backend, row, id=f"{backend}-{row['file']}", marks=marks))
+    return out
+
+
+@pytest.fixture(scope="module")
+def static_trackers():
+    """backend -> a started static-mode tracker, opened on first use, closed after the module."""
+    trackers = {}
+    yield trackers
+    for tracker in trackers.values():
+        tracker.close()
 
 
 @needs_data
-def test_labelled_frames_eyes_and_mouth():
-    """Face Mesh on the labelled frames: closed eyes blink, open eyes don't, open mouths open."""
+@pytest.mark.parametrize("backend, row", _labelled_params())
+def test_labelled_frames_eyes_and_mouth(static_trackers, backend, row):
+    """Each backend (static mode) on the labelled frames: closed eyes blink, open eyes
+    don't, open mouths open."""
     cv2 = pytest.importorskip("cv2")
     from bridge.sources import Frame
     from bridge.tracking import open_tracker
 
-    tracker = open_tracker("facemesh", static=True)
-    try:
-        with open(DATA / "frames" / "labels.csv") as f:
-            rows = list(csv.DictReader(f))
-        for row in rows:
-            image = cv2.imread(str(DATA / "frames" / row["file"]))
-            h, w = image.shape[:2]
-            tracked = tracker.track(Frame(index=0, time=0.0, image=image, width=w, height=h))
-            assert tracked.landmarks is not None, row["file"]
-            state = Solver().solve(tracked.landmarks, (w, h))
-            blinks = (state.blendshape("eyeBlinkLeft"), state.blendshape("eyeBlinkRight"))
-            if row["eyes"] == "closed":
-                assert min(blinks) >= 0.5, (row["file"], blinks)
-            elif row["eyes"] == "open":
-                assert max(blinks) <= 0.5, (row["file"], blinks)
-            elif row["eyes"] == "one_closed":
-                assert max(blinks) >= 0.5 and min(blinks) < 0.5, (row["file"], blinks)
-            jaw = state.blendshape("jawOpen")
-            if row["mouth"] == "open":
-                assert jaw >= 0.3, (row["file"], jaw)
-            elif row["mouth"] == "closed":
-                assert jaw < 0.3, (row["file"], jaw)
-    finally:
-        tracker.close()
+    if backend not in static_trackers:
+        static_trackers[backend] = open_tracker(backend, model_path=str(MODEL) if backend == "landmarker" else None,
+                                                static=True, download=False)
+    tracker = static_trackers[backend]
+    image = cv2.imread(str(DATA / "frames" / row["file"]))
+    h, w = image.shape[:2]
+    tracked = tracker.track(Frame(index=0, time=0.0, image=image, width=w, height=h))
+    assert tracked.landmarks is not None, row["file"]
+    state = Solver().solve(tracked.landmarks, (w, h))
+    blinks = (state.blendshape("eyeBlinkLeft"), state.blendshape("eyeBlinkRight"))
+    if row["eyes"] == "closed":
+        assert min(blinks) >= 0.5, (row["file"], blinks)
+    elif row["eyes"] == "open":
+        assert max(blinks) <= 0.5, (row["file"], blinks)
+    elif row["eyes"] == "one_closed":
+        assert max(blinks) >= 0.5 and min(blinks) < 0.5, (row["file"], blinks)
+    jaw = state.blendshape("jawOpen")
+    if row["mouth"] == "open":
+        assert jaw >= 0.3, (row["file"], jaw)
+    elif row["mouth"] == "closed":
+        assert jaw < 0.3, (row["file"], jaw)
 
 
 # --- lowered eyes vs closed eyes (LidWatch) ---------------------------------------
