@@ -643,7 +643,9 @@ def test_d18_to_live_link_csv(d18_exports):
     assert [r[0] for r in rows] == [livelink_timecode(i / 30) for i in range(216)]
     assert rows[-1][0] == "00:00:07:10.000"
     jaw = column(header, rows, "JawOpen")
-    assert jaw[0:16].mean() < 0.15
+    # Closed before frame 16 (below the labelled frames' 0.3 line: the landmarker's
+    # mesh rests a little higher than Face Mesh's, ~0.2 here).
+    assert jaw[0:16].mean() < 0.3 and jaw[0:16].mean() < jaw[22:41].mean() / 2
     for first, last in [(22, 40), (65, 95), (120, 154)]:   # the mouth wide open three times
         assert jaw[first:last + 1].mean() > 0.4, (first, last)
     for name in LIVELINK_HEADER[54:]:            # radians: a face looking at the camera
@@ -700,5 +702,5 @@ def test_two_inputs_in_parallel(tmp_path, capsys):
     header, rows = read_csv(out / "d18_frames.csv")
     assert len(rows) == 3
     jaw = column(header, rows, "JawOpen")
-    assert jaw[0] < 0.15 and jaw[1] > 0.3     # frame 5: closed; frame 80: wide open
+    assert jaw[0] < 0.3 <= jaw[1]     # frame 5: closed; frame 80: wide open (the labels' 0.3 line)
     assert sorted(os.listdir(out)) == ["d18_frames.csv", "liveportrait_d18.csv"]
