@@ -57,6 +57,21 @@ def _non_negative_float(text: str) -> float:
     return _float(text, allow_zero=True)
 
 
+def add_tracking_arguments(group, *, what: str, takes_note: str = "") -> None:
+    """--backend, --model, --blendshapes: the same for the live run and the export."""
+    group.add_argument("--backend", choices=("auto", "landmarker", "facemesh"), default="auto",
+                       help="landmarker: MediaPipe Tasks FaceLandmarker (its model is downloaded once, "
+                            "see `facemocap-osc model`); facemesh: the legacy Face Mesh, offline, only "
+                            "with pip install \".[legacy]\" on Python <= 3.12; auto (default): the "
+                            f"landmarker when its model can be had, else Face Mesh{takes_note}")
+    group.add_argument("--model", metavar="PATH",
+                       help="a face_landmarker.task to use (default: $FACEMOCAP_MODEL, else the cached "
+                            "download)")
+    group.add_argument("--blendshapes", choices=("solver", "model"), default="solver",
+                       help=f"which blendshape values {what}: our solver's (default, on either backend), "
+                            "or the landmarker model's own scores")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="facemocap-osc",
@@ -100,17 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
 
     trk = p.add_argument_group("tracking")
-    trk.add_argument("--backend", choices=("auto", "landmarker", "facemesh"), default="auto",
-                     help="landmarker: MediaPipe Tasks FaceLandmarker (its model is downloaded once, "
-                          "see `facemocap-osc model`); facemesh: the legacy Face Mesh, offline, only "
-                          "with pip install \".[legacy]\" on Python <= 3.12; auto (default): the "
-                          "landmarker when its model can be had, else Face Mesh")
-    trk.add_argument("--model", metavar="PATH",
-                     help="a face_landmarker.task to use (default: $FACEMOCAP_MODEL, else the cached "
-                          "download)")
-    trk.add_argument("--blendshapes", choices=("solver", "model"), default="solver",
-                     help="which blendshape values go out: our solver's (default, on either backend), "
-                          "or the landmarker model's own scores")
+    add_tracking_arguments(trk, what="go out")
 
     out = p.add_argument_group("output (UDP; VMC protocol unless a preset says otherwise)")
     out.add_argument("--preset", metavar="NAME_OR_PATH",

@@ -68,7 +68,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from bridge.cli import _positive_int
+from bridge.cli import _positive_int, add_tracking_arguments
 from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState, pascal_case
 
 PROG = "facemocap-osc export"
@@ -678,17 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "json: one JSON document with every channel")
     p.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
                    help="export up to N inputs at once, in separate processes (default: 1)")
-    p.add_argument("--backend", choices=("auto", "landmarker", "facemesh"), default="auto",
-                   help="landmarker: MediaPipe Tasks FaceLandmarker (its model is downloaded once, "
-                        "see `facemocap-osc model`); facemesh: the legacy Face Mesh, offline, only "
-                        "with pip install \".[legacy]\" on Python <= 3.12; auto (default): the "
-                        "landmarker when its model can be had, else Face Mesh (takes need none)")
-    p.add_argument("--model", metavar="PATH",
-                   help="a face_landmarker.task to use (default: $FACEMOCAP_MODEL, else the cached "
-                        "download)")
-    p.add_argument("--blendshapes", choices=("solver", "model"), default="solver",
-                   help="which blendshape values are written: our solver's (default, on either "
-                        "backend, as live), or the landmarker model's own scores")
+    add_tracking_arguments(p, what="are written (as live)", takes_note=" (takes need none)")
     p.add_argument("--force", action="store_true", help="overwrite output files that already exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary lines")
     p.add_argument("--verbose", action="store_true", help="debug logging")

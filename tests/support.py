@@ -27,6 +27,20 @@ def tracker_command() -> list[str]:
 MODEL_FILE = SHARED_DATA / "models" / "face_landmarker.task"
 
 
+def backend_skip(backend: str) -> str | None:
+    """Why tracking `backend` cannot run in this environment, or None."""
+    if backend == "facemesh":
+        from bridge.tracking import facemesh_available
+
+        if not facemesh_available():
+            return ('facemesh backend: the installed mediapipe has no legacy Face Mesh (it needs mediapipe '
+                    '0.10.21: pip install ".[legacy]" on Python <= 3.12)')
+        return None
+    if not MODEL_FILE.is_file():
+        return f"landmarker backend: the shared model {MODEL_FILE} is absent (see ../shared/data/SOURCES.md)"
+    return None
+
+
 class ModelServer:
     """A local HTTP server standing in for MediaPipe's model host, so tests never reach
     the internet. Paths:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import backend_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -46,22 +47,8 @@ acc = _load_harness()
 needs_data = pytest.mark.skipif(not LABELS.exists(), reason=NO_DATA)
 
 
-def _backend_skip(backend: str) -> str | None:
-    """Why `backend` cannot run here, or None."""
-    if backend == "facemesh":
-        from bridge.tracking import facemesh_available
-
-        if not facemesh_available():
-            return ('facemesh backend: the installed mediapipe has no legacy Face Mesh (it needs mediapipe '
-                    '0.10.21: pip install ".[legacy]" on Python <= 3.12)')
-        return None
-    if not MODEL.is_file():
-        return f"landmarker backend: the shared model {MODEL} is absent (see ../shared/data/SOURCES.md)"
-    return None
-
-
 BACKENDS = acc.BACKENDS
-SKIP = {b: _backend_skip(b) for b in BACKENDS}
+SKIP = {b: backend_skip(b) for b in BACKENDS}
 
 
 def _label_files() -> list[str]:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import backend_skip
 
 from bridge import landmarks as lm
 from bridge.demo_face import DemoFace, Expression, demo_landmarks, expression_at
@@ -170,19 +171,6 @@ MODEL = DATA / "models" / "face_landmarker.task"
 needs_data = pytest.mark.skipif(not LABELS.exists(), reason="real test data ../shared/data not found")
 
 
-def _backend_skip(backend: str) -> str | None:
-    if backend == "facemesh":
-        from bridge.tracking import facemesh_available
-
-        if not facemesh_available():
-            return ('facemesh backend: the installed mediapipe has no legacy Face Mesh (it needs mediapipe '
-                    '0.10.21: pip install ".[legacy]" on Python <= 3.12)')
-        return None
-    if not MODEL.is_file():
-        return f"landmarker backend: the shared model {MODEL} is absent (see ../shared/data/SOURCES.md)"
-    return None
-
-
 # Frames the solver misses today on one backend, with the reading (xfail, not strict:
 # a fix shows up as XPASS).
 LABELLED_MISSES = {
@@ -199,7 +187,7 @@ def _labelled_params():
             rows = list(csv.DictReader(f))
     out = []
     for backend in ("facemesh", "landmarker"):
-        skip = _backend_skip(backend)
+        skip = backend_skip(backend)
         for row in rows or [{"file": "(no data)"}]:
             marks = [pytest.mark.skipif(skip is not None, reason=skip or "")]
             reason = LABELLED_MISSES.get((backend, row["file"]))
