@@ -6,8 +6,8 @@ Backends
   model (bridge.tracking.model finds, caches or downloads it). Works on every
   supported MediaPipe, 0.10.21 to today's. Also gives MediaPipe's own blendshape
   scores and the facial transformation matrix.
-* ``facemesh``: the legacy Face Mesh solution: bundled models, offline, about 3x
-  cheaper, but only in mediapipe 0.10.21 (Python <= 3.12; ``pip install ".[legacy]"``).
+* ``facemesh``: the legacy Face Mesh solution: bundled models, offline, about 2.5x
+  less CPU, but only in mediapipe 0.10.21 (Python <= 3.12; ``pip install ".[legacy]"``).
 * ``auto`` (the default): the landmarker when a model is available (given, cached or
   downloadable), else Face Mesh when the installed MediaPipe has it, else an error
   saying how to get the model.

@@ -1,7 +1,7 @@
 """The legacy MediaPipe Face Mesh backend (``mediapipe.solutions.face_mesh``).
 
-Bundled with mediapipe 0.10.21 and earlier (no model file, offline) and about 3x
-cheaper than the Tasks FaceLandmarker, but gone from every later release: it is the
+Bundled with mediapipe 0.10.21 and earlier (no model file, offline) and about 2.5x
+less CPU than the Tasks FaceLandmarker, but gone from every later release: it is the
 ``legacy`` extra (``pip install ".[legacy]"``, Python 3.11 / 3.12 only).
 """
 
