@@ -478,8 +478,6 @@ def _run_with(args, stack) -> int:
         given = "--backend" if args.backend != "auto" else "--model" if args.model else "--blendshapes model"
         raise UsageError(f"{'--demo' if args.demo else '--replay'} gives landmarks, not images: "
                          f"it takes no {given}")
-    if args.blendshapes == "model" and args.backend == "facemesh":
-        raise UsageError("--blendshapes model needs the landmarker backend (Face Mesh has no blendshape model)")
     calibration = _check_calibration(args)
     outputs = _open_outputs(args, stack)
     shaper = _prepare_shaper(args, calibration)
@@ -557,14 +555,10 @@ def _open_tracker(args, source):
     from bridge import tracking
     if args.demo or args.replay:
         return tracking.Tracker()
-    # Face Mesh has no blendshape model: with --blendshapes model, auto means the
-    # landmarker, and the error says why it is missing.
-    backend = "landmarker" if args.blendshapes == "model" else args.backend
     try:
-        return tracking.open_tracker(backend, model_path=args.model, static=source.static)
+        return tracking.open_tracker(args.backend, model_path=args.model, static=source.static,
+                                     blendshapes=args.blendshapes == "model")
     except tracking.TrackingError as error:
-        if backend != args.backend:
-            raise UsageError(f"--blendshapes model needs the landmarker backend: {error}") from None
         raise UsageError(str(error)) from None
 
 

@@ -743,18 +743,13 @@ def resolve_backend(backend: str, model: str | None, blendshapes: str | None):
     from bridge import tracking
     from bridge.tracking import model as model_file
 
-    wanted = backend
-    if blendshapes == "model" and backend == "auto":
-        wanted = "landmarker"   # Face Mesh has no blendshape model: say why the landmarker is missing
     try:
-        choice = tracking.choose_backend(wanted, model)
+        choice = tracking.choose_backend(backend, model, blendshapes=blendshapes == "model")
         if choice.backend == "landmarker" and choice.model_path != model_file.cached_path():
             # A file given by --model or $FACEMOCAP_MODEL is not checked like the cached
             # download: load it once here, so a bad one is one line now, not one per input.
             tracking.open_tracker(choice).close()
     except tracking.TrackingError as error:
-        if wanted != backend:
-            raise InputError(f"--blendshapes model needs the landmarker backend: {error}") from None
         raise InputError(str(error)) from None
     return choice
 
@@ -782,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
         # ---- everything that can refuse to start, before any work
         choice = None
         try:
-            if args.blendshapes == "model" and args.backend == "facemesh":
+            if args.blendshapes == "model" and args.backend == "facemesh":   # whatever the inputs
                 raise InputError("--blendshapes model needs the landmarker backend "
                                  "(Face Mesh has no blendshape model)")
             checked = [check_input(path) for path in args.inputs]

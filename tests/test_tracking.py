@@ -243,3 +243,14 @@ def test_landmarker_without_model_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(TrackingError, match="facemocap-osc model download"):
         open_tracker("landmarker", download=False)
+
+
+def test_model_blendshapes_mean_the_landmarker(monkeypatch, tmp_path, model_server):
+    with pytest.raises(TrackingError, match="Face Mesh has no blendshape model"):
+        choose_backend("facemesh", blendshapes=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("FACEMOCAP_MODEL_URL", model_server.url("/404"))
+    with pytest.raises(TrackingError) as info:   # never a fall-back to Face Mesh, even where it exists
+        choose_backend("auto", blendshapes=True)
+    assert str(info.value).startswith("--blendshapes model needs the landmarker backend: ")
+    assert "HTTP 404" in str(info.value)

@@ -45,17 +45,28 @@ class Choice:
     model_path: Path | None = None
 
 
-def choose_backend(backend: str = "auto", model_path: str | None = None, *, download: bool = True) -> Choice:
+def choose_backend(backend: str = "auto", model_path: str | None = None, *, download: bool = True,
+                   blendshapes: bool = False) -> Choice:
     """Resolve ``backend`` ("auto", "landmarker" or "facemesh") without starting it.
 
     ``model_path``: a ``face_landmarker.task`` (else FACEMOCAP_MODEL, the cache, a download).
     ``download``: whether a missing model may be fetched.
+    ``blendshapes``: MediaPipe's blendshape scores are wanted (--blendshapes model):
+    only the landmarker has them, so "auto" means it and never falls back.
     Raises TrackingError with a one-line message when the backend cannot be had.
     """
     from bridge.tracking import facemesh, model
     name = (backend or "auto").strip().lower()
     if name not in BACKENDS:
         raise TrackingError(f"unknown tracking backend '{backend}' (choose {', '.join(BACKENDS)})")
+    if blendshapes:
+        if name == "facemesh":
+            raise TrackingError("--blendshapes model needs the landmarker backend "
+                                "(Face Mesh has no blendshape model)")
+        try:
+            return Choice("landmarker", model.locate(model_path, download=download).path)
+        except ModelError as error:
+            raise TrackingError(f"--blendshapes model needs the landmarker backend: {error}") from None
     if name == "facemesh":
         if model_path:
             raise TrackingError("--model is for the landmarker backend; Face Mesh has its models built in")
@@ -73,13 +84,14 @@ def choose_backend(backend: str = "auto", model_path: str | None = None, *, down
 
 
 def open_tracker(backend: str | Choice = "auto", *, model_path: str | None = None, static: bool = False,
-                 download: bool = True) -> Tracker:
+                 download: bool = True, blendshapes: bool = False) -> Tracker:
     """A started tracker for ``backend`` (a name for choose_backend, or its Choice).
 
     ``static``: frames are unrelated images (no tracking between frames).
     Raises TrackingError with a one-line message when the backend cannot start.
     """
-    choice = backend if isinstance(backend, Choice) else choose_backend(backend, model_path, download=download)
+    choice = backend if isinstance(backend, Choice) else choose_backend(
+        backend, model_path, download=download, blendshapes=blendshapes)
     if choice.backend == "facemesh":
         from bridge.tracking.facemesh import FaceMeshTracker
         return FaceMeshTracker(static=static)
