@@ -188,31 +188,15 @@ class Best:
         return max(self.runs, key=lambda r: r.fps)
 
     @property
-    def fps(self) -> float:
-        return self.fastest.fps
-
-    @property
-    def wall_ms(self) -> float:
-        return self.fastest.wall_ms
-
-    @property
-    def cpu_ms(self) -> float:
-        return self.fastest.cpu_ms
-
-    @property
-    def cores(self) -> float:
-        return self.fastest.cores
-
-    @property
     def cpu_range(self) -> str:
         values = [r.cpu_ms for r in self.runs]
         return f"{min(values):.2f}-{max(values):.2f}"
 
-    def part_ms(self, name: str) -> float | None:
-        return self.fastest.part_ms(name)
-
-    def thread_ms(self, which: str) -> float | None:
-        return self.fastest.thread_ms(which)
+    def __getattr__(self, name: str):
+        # fps, wall_ms, cpu_ms, cores, part_ms(), thread_ms() ...: the fastest run's
+        if name.startswith("__") or name == "runs":
+            raise AttributeError(name)
+        return getattr(self.fastest, name)
 
 
 def machine_cpu() -> tuple[float, float] | None:
