@@ -149,45 +149,6 @@ class RigidFit:
         return rot, scale, mu_p - scale * rot @ self.mu_r
 
 
-class Solver:
-    """landmarks (478, 3) image space -> FaceState.
-
-    Image space is what bridge.tracking yields: (x * width, y * height, z * width)
-    of MediaPipe's normalised landmarks (x right, y down, z away from the camera).
-    """
-
-    def __init__(self, image_width: float = 640.0, image_height: float = 480.0):
-        weights = lm.procrustes_weights()
-        self.stable = np.flatnonzero(weights)
-        self.fit = RigidFit(lm.canonical_face()[self.stable], weights[self.stable])
-        self.image_width = image_width
-        self.image_height = image_height
-        self.lids = LidWatch()
-
-    def solve(self, points: np.ndarray, image_size: tuple[float, float] | None = None,
-              time: float | None = None) -> FaceState:
-        """`time` (seconds, the frame's capture time) lets the solver tell lowered
-        eyes from closed ones (see LidWatch); a still image has none."""
-        pts = np.asarray(points, dtype=np.float64)
-        if pts.shape != (lm.COUNT, 3):
-            raise ValueError(f"expected ({lm.COUNT}, 3) landmarks, got {pts.shape}")
-        if not np.abs(pts).max() <= LANDMARK_LIMIT:   # NaN, inf or absurdly large (NaN fails <=)
-            pts = np.clip(np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0), -LANDMARK_LIMIT, LANDMARK_LIMIT)
-        width, height = image_size or (self.image_width, self.image_height)
-        # Image space -> camera frame (right-handed: x right, y up, z towards camera),
-        # with Face Mesh's depth brought to the scale of x and y.
-        cam = pts * np.array([1.0, -1.0, -lm.FACE_MESH_DEPTH_SCALE])
-        rot, scale, t = self.fit(cam[self.stable])
-        aligned = ((cam - t) @ rot) / scale
-        lowered = (False, False)
-        if time is not None:
-            lowered = self.lids.update(time, eye_openness(aligned))
-        state = measure(aligned, lowered)
-        state.head_angles = np.array(matrix_to_angles(rot))
-        state.head_position = _head_position(t, scale, width, height)
-        return state.sanitized()
-
-
 def _head_position(t, scale, width, height):
     """Metres from the camera, subject frame, from the face's size in pixels."""
     focal = (width / 2.0) / np.tan(np.radians(CAMERA_FOV_DEGREES) / 2.0)
