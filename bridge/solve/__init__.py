@@ -45,6 +45,12 @@ class Solver:
         self.image_width = image_width
         self.image_height = image_height
         self.lids = LidWatch()
+        self.neutral = None
+
+    def set_neutral(self, neutral) -> None:
+        """An explicit neutral (a bridge.calibrate.Neutral from a capture or a saved
+        profile; None to go back to the automatic one)."""
+        self.neutral = neutral
 
     def solve(self, points: np.ndarray, image_size: tuple[float, float] | None = None,
               time: float | None = None, scores: dict[str, float] | None = None) -> FaceState:
