@@ -115,6 +115,11 @@ class FaceState:
     head_angles: np.ndarray
     head_position: np.ndarray
     eye_angles: np.ndarray
+    # What the solver read the values from, for a neutral capture (bridge.calibrate):
+    # the geometric measures (bridge.solve.geometry.MEASURES) and the model's raw
+    # scores (ARKIT_NAMES order, NaN where none). Not sent, not filtered.
+    measures: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     # Layout of vector(): filters and easing work on one flat float array.
     _SLICES = {
@@ -160,7 +165,9 @@ class FaceState:
         if not np.isfinite(v).all():
             v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
         np.clip(v, _LOW, _HIGH, out=v)
-        return FaceState.from_vector(v)
+        out = FaceState.from_vector(v)
+        out.measures, out.scores = self.measures, self.scores
+        return out
 
     def mirrored(self) -> "FaceState":
         """The state of a mirror image: left and right swap, yaw and roll flip."""

@@ -1,7 +1,10 @@
 """The solve stage: 478 landmarks (and, from the Face Landmarker, its blendshape
 scores) in, a FaceState out. Pure numpy, no I/O.
 
-* geometry: the rigid head fit and the geometric measures of the expression;
+* geometry: the rigid head fit, the geometric measures of the expression, and the
+  values they give against a rest;
+* neutral: this person's rest values, estimated from the frames;
+* lids: lowered eyes vs closed ones, from how the lids moved;
 * fusion: the model's scores and the geometric values, channel by channel.
 
 `Solver` is the one entry point; `vrm_presets` derives the VRM presets.
@@ -12,17 +15,18 @@ from __future__ import annotations
 import numpy as np
 
 from bridge import landmarks as lm
-from bridge.solve import fusion
-from bridge.solve.geometry import (
-    LANDMARK_LIMIT, LidWatch, RigidFit, _head_position, eye_openness, measure, vrm_presets,
-)
-from bridge.state import FaceState, matrix_to_angles
+from bridge.solve import fusion, geometry
+from bridge.solve.geometry import LANDMARK_LIMIT, RigidFit, _head_position, vrm_presets
+from bridge.solve.lids import LidWatch
+from bridge.solve.neutral import RestEstimator
+from bridge.state import ARKIT_NAMES, FaceState, matrix_to_angles
 
 __all__ = ["Solver", "vrm_presets", "MODES"]
 MODES = fusion.MODES
 
+
 class Solver:
-    """landmarks (478, 3) image space -> FaceState.
+    """landmarks (478, 3) image space (+ the model's scores) -> FaceState.
 
     Image space is what bridge.tracking yields: (x * width, y * height, z * width)
     of MediaPipe's normalised landmarks (x right, y down, z away from the camera).
@@ -32,9 +36,9 @@ class Solver:
                  blendshapes: str = "fused", adapt: bool = True):
         """blendshapes: "fused" (the model's scores and geometry per channel; geometry
         alone on frames without scores), "solver" (geometry only) or "model" (the
-        model's scores as they are, geometry where it has none: tongueOut).
+        model's scores as they are; geometry where it has none: tongueOut).
         adapt: estimate this person's neutral from the frames (False for photos, which
-        are each their own person)."""
+        are each their own person: they are read against the prior)."""
         if blendshapes not in MODES:
             raise ValueError(f"blendshapes must be one of {', '.join(MODES)}, not {blendshapes!r}")
         self.mode = blendshapes
@@ -45,18 +49,29 @@ class Solver:
         self.image_width = image_width
         self.image_height = image_height
         self.lids = LidWatch()
+        self.geometry_rest = geometry.rest_estimator()
+        self.model_rest = fusion.rest_estimator()
         self.neutral = None
 
     def set_neutral(self, neutral) -> None:
         """An explicit neutral (a bridge.calibrate.Neutral from a capture or a saved
-        profile; None to go back to the automatic one)."""
+        profile): its rest values replace the estimated ones until the next. None goes
+        back to estimating."""
         self.neutral = neutral
+
+    def rests(self) -> tuple[np.ndarray, np.ndarray]:
+        """(geometric rest, model rest) in use now."""
+        n = self.neutral
+        geo = n.measures if n is not None and n.measures is not None else self.geometry_rest.rest
+        model = n.model if n is not None and n.model is not None else self.model_rest.rest
+        return geo, model
 
     def solve(self, points: np.ndarray, image_size: tuple[float, float] | None = None,
               time: float | None = None, scores: dict[str, float] | None = None) -> FaceState:
         """`time` (seconds, the frame's capture time) lets the solver tell lowered
-        eyes from closed ones (see LidWatch); a still image has none. `scores`: the
-        Face Landmarker's blendshapes for this frame (ARKit names), if any."""
+        eyes from closed ones (see lids) and learn this person's neutral; a still image
+        has none. `scores`: the Face Landmarker's blendshapes for this frame (ARKit
+        names), if any."""
         pts = np.asarray(points, dtype=np.float64)
         if pts.shape != (lm.COUNT, 3):
             raise ValueError(f"expected ({lm.COUNT}, 3) landmarks, got {pts.shape}")
@@ -64,19 +79,29 @@ class Solver:
             pts = np.clip(np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0), -LANDMARK_LIMIT, LANDMARK_LIMIT)
         width, height = image_size or (self.image_width, self.image_height)
         # Image space -> camera frame (right-handed: x right, y up, z towards camera),
-        # with Face Mesh's depth brought to the scale of x and y.
+        # with MediaPipe's depth brought to the scale of x and y.
         cam = pts * np.array([1.0, -1.0, -lm.FACE_MESH_DEPTH_SCALE])
         rot, scale, t = self.fit(cam[self.stable])
         aligned = ((cam - t) @ rot) / scale
+        m = geometry.measures(aligned)
+        geo_rest, model_rest = self.rests()
+        rest = geo_rest.tolist()
         lowered = (False, False)
         if time is not None:
-            lowered = self.lids.update(time, eye_openness(aligned))
-        state = measure(aligned, lowered)
-        if scores and self.mode == "model":
-            state.blendshapes = fusion.model_vector(scores, state.blendshapes)
-            state.vrm = vrm_presets(state.blendshapes, state.eye_angles)
+            lowered = self.lids.update(time, geometry.eye_ratios(m, rest))
+        b, eye_angles = geometry.expression(m, rest, lowered)
+        model = fusion.model_vector(scores) if scores else None
+        if model is not None and self.mode == "model":
+            b = np.where(np.isfinite(model), model, b)
+        elif model is not None and self.mode == "fused":
+            b = fusion.fuse(np.array(b), model, model_rest)
+        state = geometry.face_state(b, eye_angles)
         state.head_angles = np.array(matrix_to_angles(rot))
         state.head_position = _head_position(t, scale, width, height)
+        state.measures = np.array(m)
+        state.scores = model
+        if self.adapt and time is not None:
+            self.geometry_rest.update(time, m)
+            if model is not None:
+                self.model_rest.update(time, np.nan_to_num(model, nan=0.0))
         return state.sanitized()
-
-

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from bridge.solve.neutral import RestEstimator
 import numpy as np
 
 from bridge.state import ARKIT_INDEX, ARKIT_NAMES
@@ -14,12 +15,49 @@ from bridge.state import ARKIT_INDEX, ARKIT_NAMES
 MODES = ("fused", "solver", "model")
 
 
-def model_vector(scores: dict[str, float] | None, fallback: np.ndarray) -> np.ndarray:
-    """The model's scores in ARKIT_NAMES order; a missing or non-finite score keeps `fallback`'s."""
-    b = np.array(fallback, dtype=np.float64)
-    if scores:
-        for name, value in scores.items():
-            i = ARKIT_INDEX.get(name)
-            if i is not None and isinstance(value, (int, float)) and math.isfinite(value):
-                b[i] = value
-    return np.clip(b, 0.0, 1.0)
+_MODEL = np.array([n != "tongueOut" for n in ARKIT_NAMES])   # the model has no tongueOut
+
+
+def model_vector(scores: dict[str, float]) -> np.ndarray:
+    """The model's scores in ARKIT_NAMES order, clipped to [0, 1]; NaN where it gave
+    none (tongueOut) or gave something that is not a finite number."""
+    b = np.full(len(ARKIT_NAMES), np.nan)
+    for name, value in scores.items():
+        i = ARKIT_INDEX.get(name)
+        if i is not None and isinstance(value, (int, float)) and math.isfinite(value):
+            b[i] = min(max(float(value), 0.0), 1.0)
+    return b
+
+
+# The model's scores at rest are this person's too (a resting smile of 0.2, brows
+# that read 0.3 lowered): a low quantile of each score, at most MAX_MODEL_REST.
+MODEL_REST_QUANTILE = 0.25
+MAX_MODEL_REST = 0.35
+
+
+def rest_estimator() -> RestEstimator:
+    n = len(ARKIT_NAMES)
+    return RestEstimator(np.zeros(n), MODEL_REST_QUANTILE, 0.0, MAX_MODEL_REST)
+
+
+def relative(model: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """The model's scores taken from this person's rest: rest reads 0, 1 stays 1."""
+    return np.clip((model - rest) / (1.0 - rest), 0.0, 1.0)
+
+
+# Which source leads each channel (docs/channels.md says why): "geometry" channels
+# keep the geometric value, "model" ones take the model's (relative to rest).
+GEOMETRY = {
+    "eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft", "eyeWideRight",
+    "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
+    "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+    "jawForward", "jawLeft", "jawRight", "cheekPuff", "noseSneerLeft", "noseSneerRight", "tongueOut",
+}
+_FROM_MODEL = np.array([n not in GEOMETRY for n in ARKIT_NAMES])
+
+
+def fuse(geometric: np.ndarray, model: np.ndarray, model_rest: np.ndarray) -> np.ndarray:
+    """Fused ARKit values from the geometric ones and the model's raw scores."""
+    m = relative(model, model_rest)
+    use = _FROM_MODEL & np.isfinite(m)
+    return np.where(use, m, geometric)

@@ -18,78 +18,67 @@ import math
 import numpy as np
 
 from bridge import landmarks as lm
-from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState, matrix_to_angles
+from bridge.solve.neutral import RestEstimator
+from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState
 
-# --- ranges (canonical-face centimetres unless said) --------------------------
+# --- ranges ----------------------------------------------------------------------
+# Every expression is a measure's change from its rest value (this person's, see
+# bridge/solve/neutral.py; PRIOR before that), in canonical-face centimetres unless
+# said; "(start, full)" ranges map through _ramp. The rests below are the PRIOR's.
+#
 # Eye openness, in eye widths: the upper lid's height above the line through the
 # eye corners plus half the gap between the lids. The upper lid carries a blink;
 # counting it twice keeps a squint (the lower lid rising in a smile) from reading
-# as closing. Open eyes read 0.18-0.38, closed ones -0.05-0.06; the ramp between
-# goes through a smoothstep so half-open lids stay low and closed ones reach 1.
-EYE_OPEN = 0.17
-EYE_CLOSED = 0.05
-# Eyes opened wider than open eyes ever rest (the shared clips rest at 0.3-0.38).
-EYE_WIDE_START, EYE_WIDE_FULL = 0.42, 0.6
-# Lower lid height below the eye centre (eye widths): rest about -0.1, raised in a squint.
-LOWER_LID_REST = -0.07
-LOWER_LID_SQUINT = 0.0
+# as closing. Blinks are read as a fraction of this person's open eye (a ratio, as
+# eyes differ in shape by as much as a blink moves them), through a smoothstep so
+# half-open lids stay low and closed ones reach 1.
+EYE_REST = 0.3
+EYE_REST_MIN = 0.15          # a rest estimate never makes an eye this narrow count as open
+EYE_OPEN_RATIO = 0.57
+EYE_CLOSED_RATIO = 0.17
+EYE_WIDE_RANGE = (0.12, 0.3)     # opened wider than this person's rest
+LOWER_LID_REST = -0.1
+SQUINT_RANGE = (0.03, 0.1)       # the lower lid rising, eye widths
 # Iris offset from the eye centre -> gaze angle through an eyeball of this radius.
 EYEBALL_RADIUS = 1.25
-# Iris rest height above the line through the eye corners, in eye widths.
-IRIS_REST_HEIGHT = 0.05
 EYE_LOOK_RANGE_YAW = 30.0    # degrees that read as eyeLookIn/Out = 1
 EYE_LOOK_RANGE_PITCH = 25.0  # degrees that read as eyeLookUp/Down = 1
 # Jaw: nose base to chin with the lips closed (the canonical face's 7.31 less its
-# 0.55 lip gap); the chin dropping by JAW_DROP_FULL reads jawOpen = 1. The inner lip
-# gap counts too, for faces whose chin the mesh follows poorly.
+# 0.55 lip gap); the chin dropping by 2.2 cm reads jawOpen = 1. The inner lip gap
+# counts too, for faces whose chin the mesh follows poorly.
 JAW_REST = 6.8
-JAW_DROP_FULL = 2.2
-LIP_GAP_CLOSED = 0.4
-LIP_GAP_FULL = 3.5
-# Mouth corners: rest height relative to the inner lip centre (it rises by
-# CORNER_RISE_PER_GAP per cm of lip gap as the lower lip drops), and rest half width.
+CHIN_DROP_RANGE = (0.15, 2.2)
+LIP_GAP_RANGE = (0.4, 3.5)
+LIP_GAP_WEIGHT = 0.8
+CLOSE_GAP_RANGE = (0.4, 1.0)     # mouthClose: lips still together
+OPENING_RANGE = (0.3, 1.5)       # funnel (open) vs pucker (closed)
+# Mouth corners: rest height relative to the inner lip centre (the measure takes off
+# CORNER_RISE_PER_GAP per cm of lip gap, as the lower lip drops), and rest half width.
 CORNER_REST_HEIGHT = -0.15
 CORNER_RISE_PER_GAP = 0.1
 MOUTH_REST_HALF_WIDTH = 2.45
 SMILE_WIDEN_WEIGHT = 0.5     # how much the mouth's widening counts towards a smile, with the corners' rise
-# Corner rise plus the weighted widening that is still neutral, and that reads as a
-# full smile. Resting mouths of the shared clips' three people read up to about
-# 0.2-0.55 (90th percentile of frames the Face Landmarker calls unsmiling), smiles
-# from 0.45 (an open laugh) to 1.1 (a closed smile).
-SMILE_START = 0.45
-CORNER_RAISE_FULL = 1.05
-MOUTH_WIDEN_FULL = 0.7       # cm of extra half width for a full smile / stretch
-MOUTH_NARROW_FULL = 0.7      # cm of lost half width for a full pucker / funnel
+SMILE_RANGE = (0.45, 1.05)
+FROWN_RANGE = (0.15, 1.05)
+STRETCH_RANGE = (0.15, 0.7)
+NARROW_RANGE = (0.2, 1.4)        # both half widths lost, pucker / funnel
+MOUTH_SHIFT_RANGE = (0.15, 0.8)
+JAW_SIDE_RANGE = (0.2, 1.2)
+ROLL_UPPER_RANGE = (-0.14, -0.49)    # upper lip red shrinking
+ROLL_LOWER_RANGE = (-0.12, -0.62)
+UPPER_UP_RANGE = (-0.21, -0.81)      # upper lip side rising towards the nose
+LOWER_DOWN_RANGE = (-0.375, -1.075)  # lower lip side dropping towards the chin
 # Brow heights above the eye-corner line.
-# (the canonical face's values; real faces at rest read within about +-0.3)
-BROW_INNER_REST = 1.95
-BROW_MIDDLE_REST = 2.15
-BROW_OUTER_REST = 1.45
-BROW_UP_START, BROW_UP_FULL = 0.25, 0.85
-BROW_DOWN_START, BROW_DOWN_FULL = 0.2, 0.7
-
-# Channels measured against the canonical face's own rest value (see _REST), with
-# (start, full) ranges in centimetres of change. Faces differ from the canonical one
-# by about as much as these expressions move (seen on the shared clips: cheeks
-# 0.1-0.4 cm wider, lips 0.1-0.4 cm thinner, chins 0-0.6 cm further back), so each
-# start lies beyond those offsets: uncalibrated faces read 0 at rest.
+BROW_UP_RANGE = (0.25, 0.85)
+BROW_DOWN_RANGE = (0.2, 0.7)
+SNEER_RANGE = (0.1, 0.6)             # nostril wing rising towards the inner eye corner
 JAW_FORWARD_RANGE = (0.25, 0.8)        # chin moving towards the camera
 SHRUG_LOWER_RANGE = (0.1, 0.5)         # lower lip pushed up away from the chin, mouth closed
 SHRUG_UPPER_RANGE = (0.2, 0.6)         # upper lip raised towards the nose, mouth closed
 PRESS_RANGE = (0.3, 0.7)               # lips thinner at the sides, mouth closed
 DIMPLE_RANGE = (0.3, 0.7)              # a mouth corner pulled back, without a smile
 CHEEK_PUFF_RANGE = (0.45, 0.9)         # cheeks pushed outwards, mouth closed
-
-# Lowered eyes vs closed eyes. In one frame the landmarks of lids lowered to follow
-# a downward gaze and of closed lids are the same; how the lids got there differs.
-# A blink or a deliberate closure shuts both eyes within a frame or two; looking
-# down lowers the lids over a tenth of a second or more. So an eye whose lids took
-# longer than SLOW_CLOSING_SECONDS to close, while the other eye was not open either,
-# is "lowered"; and since both eyes look down together, the other eye is too while
-# it stays shut. A lowered eye reads a blink of at most LOWERED_BLINK and looks down.
-SLOW_CLOSING_SECONDS = 0.08
-LOWERED_BLINK = 0.35
-LID_WATCH_GAP_SECONDS = 0.5  # a longer gap between frames (face lost) starts afresh
+LOWERED_BLINK = 0.35       # a lowered eye (bridge.solve.lids) reads at most this blink
 
 # Assumed horizontal field of view of a webcam, for the head's distance estimate.
 CAMERA_FOV_DEGREES = 60.0
@@ -161,185 +150,222 @@ def _head_position(t, scale, width, height):
 # --- measures on head-aligned points --------------------------------------------
 
 def _eye_measures(x, y, outer, inner, upper, lower, iris):
-    """Openness, gaze (yaw, pitch) degrees and lower-lid raise for one eye."""
+    """Openness and lower-lid height (eye widths), iris offset from the corners' midpoint (cm)."""
     width = math.hypot(x[outer] - x[inner], y[outer] - y[inner]) or 1e-9
     corner_x = (x[outer] + x[inner]) / 2.0
     corner_y = (y[outer] + y[inner]) / 2.0
     upper_y, lower_y = _mean(y, upper), _mean(y, lower)
     openness = (upper_y - corner_y + 0.5 * (upper_y - lower_y)) / width
-    dx = x[iris[0]] - corner_x
-    dy = y[iris[0]] - corner_y - IRIS_REST_HEIGHT * width
-    yaw = _degrees_asin(dx / EYEBALL_RADIUS)
-    pitch = _degrees_asin(dy / EYEBALL_RADIUS)
-    return openness, yaw, pitch, (lower_y - corner_y) / width
+    return openness, (lower_y - corner_y) / width, x[iris[0]] - corner_x, y[iris[0]] - corner_y
 
 
 _EYES = ((lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_EYE_UPPER_LID, lm.LEFT_EYE_LOWER_LID, lm.LEFT_IRIS),
          (lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_UPPER_LID, lm.RIGHT_EYE_LOWER_LID, lm.RIGHT_IRIS))
 
+_BROWS = (((lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER), lm.LEFT_BROW_INNER, lm.LEFT_BROW_MIDDLE, lm.LEFT_BROW_OUTER),
+          ((lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER), lm.RIGHT_BROW_INNER, lm.RIGHT_BROW_MIDDLE, lm.RIGHT_BROW_OUTER))
 
-def eye_openness(a: np.ndarray) -> tuple[float, float]:
-    """(left, right) eye openness of head-aligned points, as _eye_measures defines it."""
-    x, y = a[:, 0].tolist(), a[:, 1].tolist()
-    left, right = (_eye_measures(x, y, *eye)[0] for eye in _EYES)
-    return left, right
-
-
-class LidWatch:
-    """Per eye: open, closed (a blink) or lowered (looking down), from how fast the
-    lids closed. See SLOW_CLOSING_SECONDS."""
-
-    def __init__(self):
-        self._last_time: float | None = None
-        self._last_open: list[float | None] = [None, None]
-        self._state = ["open", "open"]
-
-    def update(self, time: float, openness: tuple[float, float]) -> tuple[bool, bool]:
-        if self._last_time is None or not 0 < time - self._last_time < LID_WATCH_GAP_SECONDS:
-            self.__init__()
-        self._last_time = time
-        shut = (EYE_OPEN + EYE_CLOSED) / 2.0
-        for eye, other in ((0, 1), (1, 0)):
-            if openness[eye] >= EYE_OPEN:
-                self._last_open[eye], self._state[eye] = time, "open"
-            elif openness[eye] <= shut and self._state[eye] == "open":
-                since_open = self._last_open[eye]
-                slow = since_open is not None and time - since_open > SLOW_CLOSING_SECONDS
-                self._state[eye] = "lowered" if slow and openness[other] < EYE_OPEN else "closed"
-        for eye, other in ((0, 1), (1, 0)):
-            if self._state[eye] == "closed" and self._state[other] == "lowered":
-                self._state[eye] = "lowered"
-        return self._state[0] == "lowered", self._state[1] == "lowered"
+# The geometric measures of one frame, in this order (see measures()). Each has a rest
+# value: this person's (bridge.solve.neutral) or, before there is one, PRIOR.
+MEASURES = (
+    "eye_open_L", "eye_open_R",          # lid openness, eye widths
+    "lower_lid_L", "lower_lid_R",        # lower lid height above the corner line, eye widths
+    "iris_x_L", "iris_x_R",              # iris centre right of the corners' midpoint, cm
+    "iris_y_L", "iris_y_R",              # iris centre above it, cm
+    "lip_gap",                           # inner lips apart, cm
+    "nose_chin",                         # nose base above the chin, cm
+    "corner_L", "corner_R",              # mouth corner above the inner-lip centre, less the gap's share, cm
+    "half_width_L", "half_width_R",      # mouth corner out from the lip centre, cm
+    "upper_red", "lower_red",            # lip red heights at the centre, cm
+    "upper_lift_L", "upper_lift_R",      # nose base above the upper lip's side, cm
+    "lower_drop_L", "lower_drop_R",      # lower lip's side above the chin, cm
+    "chin_x",                            # chin towards own left, cm
+    "brow_inner_L", "brow_inner_R",      # brow heights above the eye-corner line, cm
+    "brow_middle_L", "brow_middle_R",
+    "brow_outer_L", "brow_outer_R",
+    "sneer_L", "sneer_R",                # nostril wing below the inner eye corner, cm
+    "chin_forward",                      # chin towards the camera, cm
+    "lower_lip_chin",                    # lower lip bottom above the chin, cm
+    "upper_lip_nose",                    # nose base above the upper lip top, cm
+    "cheek_half_width",                  # cheeks apart / 2, cm
+    "lip_thickness_L", "lip_thickness_R",   # both lips' red at the side, cm
+    "corner_depth_L", "corner_depth_R",  # mouth corner towards the camera, cm
+)
+M = {name: i for i, name in enumerate(MEASURES)}
 
 
-def measure(a: np.ndarray, lowered: tuple[bool, bool] = (False, False)) -> FaceState:
-    """Expression values from head-aligned points (canonical-face centimetres).
-
-    `lowered` (left, right): the eye is looking down rather than closed (LidWatch)."""
+def measures(a: np.ndarray) -> list[float]:
+    """The MEASURES of head-aligned points (canonical-face centimetres)."""
     x, y, z = a[:, 0].tolist(), a[:, 1].tolist(), a[:, 2].tolist()
+    lo, ll, lx, ly = _eye_measures(x, y, *_EYES[0])
+    ro, rl, rx, ry = _eye_measures(x, y, *_EYES[1])
+    gap = max(y[lm.UPPER_LIP_INNER] - y[lm.LOWER_LIP_INNER], 0.0)
+    lip_x = (x[lm.UPPER_LIP_INNER] + x[lm.LOWER_LIP_INNER]) / 2.0
+    lip_y = (y[lm.UPPER_LIP_INNER] + y[lm.LOWER_LIP_INNER]) / 2.0
+    corner_share = CORNER_RISE_PER_GAP * gap
+    brows = []
+    for eye, inner, middle, outer in _BROWS:
+        line = _mean(y, eye)
+        brows.append((_mean(y, inner) - line, _mean(y, middle) - line, _mean(y, outer) - line))
+    return [
+        lo, ro, ll, rl, lx, rx, ly, ry,
+        gap, y[lm.NOSE_BASE] - y[lm.CHIN],
+        y[lm.MOUTH_LEFT_CORNER] - lip_y - corner_share, y[lm.MOUTH_RIGHT_CORNER] - lip_y - corner_share,
+        x[lm.MOUTH_LEFT_CORNER] - lip_x, lip_x - x[lm.MOUTH_RIGHT_CORNER],
+        y[lm.UPPER_LIP_TOP] - y[lm.UPPER_LIP_INNER], y[lm.LOWER_LIP_INNER] - y[lm.LOWER_LIP_BOTTOM],
+        y[lm.NOSE_BASE] - y[lm.UPPER_LIP_LEFT], y[lm.NOSE_BASE] - y[lm.UPPER_LIP_RIGHT],
+        y[lm.LOWER_LIP_LEFT] - y[lm.CHIN], y[lm.LOWER_LIP_RIGHT] - y[lm.CHIN],
+        x[lm.CHIN],
+        brows[0][0], brows[1][0], brows[0][1], brows[1][1], brows[0][2], brows[1][2],
+        y[lm.LEFT_EYE_INNER] - y[lm.NOSTRIL_LEFT], y[lm.RIGHT_EYE_INNER] - y[lm.NOSTRIL_RIGHT],
+        z[lm.CHIN],
+        y[lm.LOWER_LIP_BOTTOM] - y[lm.CHIN],
+        y[lm.NOSE_BASE] - y[lm.UPPER_LIP_TOP],
+        (x[lm.CHEEK_LEFT] - x[lm.CHEEK_RIGHT]) / 2.0,
+        (y[lm.UPPER_LIP_LEFT] - y[lm.INNER_LIP_UPPER[2]]) + (y[lm.INNER_LIP_LOWER[2]] - y[lm.LOWER_LIP_LEFT]),
+        (y[lm.UPPER_LIP_RIGHT] - y[lm.INNER_LIP_UPPER[0]]) + (y[lm.INNER_LIP_LOWER[0]] - y[lm.LOWER_LIP_RIGHT]),
+        z[lm.MOUTH_LEFT_CORNER], z[lm.MOUTH_RIGHT_CORNER],
+    ]
+
+
+# Rest values of the measures before this person's own are known (and for photos):
+# the canonical face's, except where noted.
+PRIOR = dict(zip(MEASURES, [0.0] * len(MEASURES)))
+
+
+def _set_priors():
+    canonical = measures(lm.canonical_face())
+    PRIOR.update(zip(MEASURES, canonical))
+    PRIOR.update({
+        "eye_open_L": EYE_REST, "eye_open_R": EYE_REST,
+        "lower_lid_L": LOWER_LID_REST, "lower_lid_R": LOWER_LID_REST,
+        "lip_gap": 0.0,                 # the canonical face's lips are 0.55 cm apart; rest is closed
+        "nose_chin": JAW_REST,
+        "corner_L": CORNER_REST_HEIGHT, "corner_R": CORNER_REST_HEIGHT,
+        "half_width_L": MOUTH_REST_HALF_WIDTH, "half_width_R": MOUTH_REST_HALF_WIDTH,
+    })
+
+
+_set_priors()
+PRIOR_VECTOR = np.array([PRIOR[n] for n in MEASURES])
+
+
+def expression(m: list[float], rest: list[float], lowered: tuple[bool, bool] = (False, False)):
+    """(blendshapes (52,), eye angles (2, 2)) from this frame's MEASURES and the rest
+    values they are taken against. `lowered` (left, right): the eye looks down rather
+    than closed (bridge.solve.lids)."""
+    d = [v - r for v, r in zip(m, rest)]   # each measure's change from rest
     b = [0.0] * len(ARKIT_INDEX)
 
     def set_(name, value):
         b[ARKIT_INDEX[name]] = value
 
-    # Eyes.
-    l_open, l_yaw, l_pitch, l_low = _eye_measures(x, y, *_EYES[0])
-    r_open, r_yaw, r_pitch, r_low = _eye_measures(x, y, *_EYES[1])
-    squint = {"Left": _ramp(l_low, LOWER_LID_REST, LOWER_LID_SQUINT),
-              "Right": _ramp(r_low, LOWER_LID_REST, LOWER_LID_SQUINT)}
-    for side, openness, yaw, pitch, is_lowered in (("Left", l_open, l_yaw, l_pitch, lowered[0]),
-                                                   ("Right", r_open, r_yaw, r_pitch, lowered[1])):
-        closing = _ramp(openness, EYE_OPEN, EYE_CLOSED)
+    # Eyes: openness as a fraction of this person's open eye.
+    eye_angles = []
+    for side, k, is_lowered in (("Left", 0, lowered[0]), ("Right", 1, lowered[1])):
+        s = "_L" if k == 0 else "_R"
+        ratio = m[M["eye_open" + s]] / max(rest[M["eye_open" + s]], EYE_REST_MIN)
+        closing = _ramp(ratio, EYE_OPEN_RATIO, EYE_CLOSED_RATIO)
         blink = closing * closing * (3.0 - 2.0 * closing)
+        yaw = _degrees_asin(d[M["iris_x" + s]] / EYEBALL_RADIUS)
+        pitch = _degrees_asin(d[M["iris_y" + s]] / EYEBALL_RADIUS)
         if is_lowered:
             blink, pitch = LOWERED_BLINK * blink, min(pitch, -closing * EYE_LOOK_RANGE_PITCH)
+        squint = _ramp(d[M["lower_lid" + s]], *SQUINT_RANGE)
         set_(f"eyeBlink{side}", blink)
-        set_(f"eyeWide{side}", _ramp(openness, EYE_WIDE_START, EYE_WIDE_FULL))
-        set_(f"eyeSquint{side}", squint[side])
+        set_(f"eyeWide{side}", _ramp(d[M["eye_open" + s]], *EYE_WIDE_RANGE))
+        set_(f"eyeSquint{side}", squint)
         outward = yaw if side == "Left" else -yaw  # the left eye looks out towards +X
         set_(f"eyeLookOut{side}", _ramp(outward, 0.0, EYE_LOOK_RANGE_YAW))
         set_(f"eyeLookIn{side}", _ramp(-outward, 0.0, EYE_LOOK_RANGE_YAW))
         set_(f"eyeLookUp{side}", _ramp(pitch, 0.0, EYE_LOOK_RANGE_PITCH))
         set_(f"eyeLookDown{side}", _ramp(-pitch, 0.0, EYE_LOOK_RANGE_PITCH))
+        eye_angles.append([yaw, pitch])
 
     # Mouth.
-    gap = max(y[lm.UPPER_LIP_INNER] - y[lm.LOWER_LIP_INNER], 0.0)
-    chin_drop = (y[lm.NOSE_BASE] - y[lm.CHIN]) - JAW_REST
-    jaw_open = max(_ramp(chin_drop, 0.15, JAW_DROP_FULL), 0.8 * _ramp(gap, LIP_GAP_CLOSED, LIP_GAP_FULL))
+    gap = max(d[M["lip_gap"]], 0.0)
+    chin_drop = d[M["nose_chin"]]
+    jaw_open = max(_ramp(chin_drop, *CHIN_DROP_RANGE), LIP_GAP_WEIGHT * _ramp(gap, *LIP_GAP_RANGE))
     set_("jawOpen", jaw_open)
-    lip_x = (x[lm.UPPER_LIP_INNER] + x[lm.LOWER_LIP_INNER]) / 2.0
-    lip_y = (y[lm.UPPER_LIP_INNER] + y[lm.LOWER_LIP_INNER]) / 2.0
-    half_width = {"Right": lip_x - x[lm.MOUTH_RIGHT_CORNER], "Left": x[lm.MOUTH_LEFT_CORNER] - lip_x}
-    corner_height = {"Right": y[lm.MOUTH_RIGHT_CORNER] - lip_y, "Left": y[lm.MOUTH_LEFT_CORNER] - lip_y}
-    corner_rest = CORNER_REST_HEIGHT + CORNER_RISE_PER_GAP * gap
-    for side in ("Left", "Right"):
-        raise_ = corner_height[side] - corner_rest
-        widen = half_width[side] - MOUTH_REST_HALF_WIDTH
-        smile = _ramp(raise_ + SMILE_WIDEN_WEIGHT * max(widen, 0.0), SMILE_START, CORNER_RAISE_FULL)
+    smiles = {}
+    for side, s in (("Left", "_L"), ("Right", "_R")):
+        raise_ = d[M["corner" + s]]
+        widen = d[M["half_width" + s]]
+        smile = _ramp(raise_ + SMILE_WIDEN_WEIGHT * max(widen, 0.0), *SMILE_RANGE)
+        smiles[side] = smile
+        squint = b[ARKIT_INDEX[f"eyeSquint{side}"]]
         set_(f"mouthSmile{side}", smile)
-        set_(f"mouthFrown{side}", _ramp(-raise_, 0.15, CORNER_RAISE_FULL))
-        set_(f"mouthStretch{side}", _ramp(widen, 0.15, MOUTH_WIDEN_FULL) * (1.0 - smile))
-        set_(f"cheekSquint{side}", smile * squint[side])
-    narrow = _ramp(2.0 * MOUTH_REST_HALF_WIDTH - half_width["Left"] - half_width["Right"],
-                   0.2, 2.0 * MOUTH_NARROW_FULL)
-    opening = _ramp(gap, 0.3, 1.5)
-    set_("mouthFunnel", narrow * opening)
-    set_("mouthPucker", narrow * (1.0 - opening))
-    mouth_shift = (half_width["Right"] - half_width["Left"]) / 2.0  # + = centre moved to own left
-    set_("mouthLeft", _ramp(mouth_shift, 0.15, 0.8))
-    set_("mouthRight", _ramp(-mouth_shift, 0.15, 0.8))
-    chin_shift = x[lm.CHIN]
-    set_("jawLeft", _ramp(chin_shift, 0.2, 1.2))
-    set_("jawRight", _ramp(-chin_shift, 0.2, 1.2))
-    set_("mouthRollUpper", _ramp(y[lm.UPPER_LIP_TOP] - y[lm.UPPER_LIP_INNER], 0.45, 0.1))
-    set_("mouthRollLower", _ramp(y[lm.LOWER_LIP_INNER] - y[lm.LOWER_LIP_BOTTOM], 0.7, 0.2))
-    # Lips kept together while the chin drops.
-    set_("mouthClose", _ramp(chin_drop, 0.15, JAW_DROP_FULL) * (1.0 - _ramp(gap, LIP_GAP_CLOSED, 1.0)))
-    for side, upper, lower in (("Left", lm.UPPER_LIP_LEFT, lm.LOWER_LIP_LEFT),
-                               ("Right", lm.UPPER_LIP_RIGHT, lm.LOWER_LIP_RIGHT)):
-        set_(f"mouthUpperUp{side}", _ramp(y[lm.NOSE_BASE] - y[upper], 1.5, 0.9))
-        set_(f"mouthLowerDown{side}", _ramp(y[lower] - y[lm.CHIN], 4.2, 3.5) * jaw_open)
-
-    # Channels measured against the canonical face's rest (see _rest_measures).
+        set_(f"mouthFrown{side}", _ramp(-raise_, *FROWN_RANGE))
+        set_(f"mouthStretch{side}", _ramp(widen, *STRETCH_RANGE) * (1.0 - smile))
+        set_(f"cheekSquint{side}", smile * squint)
+        set_(f"mouthUpperUp{side}", _ramp(d[M["upper_lift" + s]], *UPPER_UP_RANGE))
+        set_(f"mouthLowerDown{side}", _ramp(d[M["lower_drop" + s]], *LOWER_DOWN_RANGE) * jaw_open)
+    narrow = _ramp(-(d[M["half_width_L"]] + d[M["half_width_R"]]), *NARROW_RANGE)
+    opening = _ramp(gap, *OPENING_RANGE)
     closed = 1.0 - opening
-    m = _rest_measures(x, y, z)
-    set_("jawForward", _ramp(m["chin_forward"] - _REST["chin_forward"], *JAW_FORWARD_RANGE))
-    set_("mouthShrugLower", _ramp(m["lower_lip_to_chin"] - _REST["lower_lip_to_chin"], *SHRUG_LOWER_RANGE)
-         * (1.0 - jaw_open))
-    set_("mouthShrugUpper", _ramp(_REST["upper_lip_to_nose"] - m["upper_lip_to_nose"], *SHRUG_UPPER_RANGE)
-         * (1.0 - jaw_open) * closed)
-    set_("cheekPuff", _ramp(m["cheek_half_width"] - _REST["cheek_half_width"], *CHEEK_PUFF_RANGE) * closed)
-    for side in ("Left", "Right"):
-        set_(f"mouthPress{side}", _ramp(_REST[f"lip_thickness{side}"] - m[f"lip_thickness{side}"], *PRESS_RANGE)
-             * closed)
-        set_(f"mouthDimple{side}", _ramp(_REST[f"corner_depth{side}"] - m[f"corner_depth{side}"], *DIMPLE_RANGE)
-             * (1.0 - b[ARKIT_INDEX[f"mouthSmile{side}"]]))
+    set_("mouthFunnel", narrow * opening)
+    set_("mouthPucker", narrow * closed)
+    shift = (d[M["half_width_R"]] - d[M["half_width_L"]]) / 2.0  # + = centre moved to own left
+    set_("mouthLeft", _ramp(shift, *MOUTH_SHIFT_RANGE))
+    set_("mouthRight", _ramp(-shift, *MOUTH_SHIFT_RANGE))
+    set_("jawLeft", _ramp(d[M["chin_x"]], *JAW_SIDE_RANGE))
+    set_("jawRight", _ramp(-d[M["chin_x"]], *JAW_SIDE_RANGE))
+    set_("mouthRollUpper", _ramp(d[M["upper_red"]], *ROLL_UPPER_RANGE))
+    set_("mouthRollLower", _ramp(d[M["lower_red"]], *ROLL_LOWER_RANGE))
+    # Lips kept together while the chin drops.
+    set_("mouthClose", _ramp(chin_drop, *CHIN_DROP_RANGE) * (1.0 - _ramp(gap, *CLOSE_GAP_RANGE)))
+    set_("jawForward", _ramp(d[M["chin_forward"]], *JAW_FORWARD_RANGE))
+    set_("mouthShrugLower", _ramp(d[M["lower_lip_chin"]], *SHRUG_LOWER_RANGE) * (1.0 - jaw_open))
+    set_("mouthShrugUpper", _ramp(-d[M["upper_lip_nose"]], *SHRUG_UPPER_RANGE) * (1.0 - jaw_open) * closed)
+    set_("cheekPuff", _ramp(d[M["cheek_half_width"]], *CHEEK_PUFF_RANGE) * closed)
+    for side, s in (("Left", "_L"), ("Right", "_R")):
+        set_(f"mouthPress{side}", _ramp(-d[M["lip_thickness" + s]], *PRESS_RANGE) * closed)
+        set_(f"mouthDimple{side}", _ramp(-d[M["corner_depth" + s]], *DIMPLE_RANGE) * (1.0 - smiles[side]))
 
-    # Brows: heights above the eye-corner line of the same side.
+    # Brows.
     inner_up = 0.0
-    for side, eye, inner, middle, outer in (
-            ("Left", (lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER), lm.LEFT_BROW_INNER, lm.LEFT_BROW_MIDDLE, lm.LEFT_BROW_OUTER),
-            ("Right", (lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER), lm.RIGHT_BROW_INNER, lm.RIGHT_BROW_MIDDLE, lm.RIGHT_BROW_OUTER)):
-        eye_line = _mean(y, eye)
-        inner_h = _mean(y, inner) - eye_line
-        middle_h = _mean(y, middle) - eye_line
-        outer_h = _mean(y, outer) - eye_line
-        lowered = (BROW_INNER_REST - inner_h + BROW_MIDDLE_REST - middle_h) / 2.0
-        set_(f"browDown{side}", _ramp(lowered, BROW_DOWN_START, BROW_DOWN_FULL))
-        set_(f"browOuterUp{side}", _ramp(outer_h - BROW_OUTER_REST, BROW_UP_START, BROW_UP_FULL))
-        inner_up += 0.5 * _ramp(inner_h - BROW_INNER_REST, BROW_UP_START, BROW_UP_FULL)
+    for side, s in (("Left", "_L"), ("Right", "_R")):
+        lowered_by = -(d[M["brow_inner" + s]] + d[M["brow_middle" + s]]) / 2.0
+        set_(f"browDown{side}", _ramp(lowered_by, *BROW_DOWN_RANGE))
+        set_(f"browOuterUp{side}", _ramp(d[M["brow_outer" + s]], *BROW_UP_RANGE))
+        inner_up += 0.5 * _ramp(d[M["brow_inner" + s]], *BROW_UP_RANGE)
+        # Nose wings rise towards the eyes in a sneer.
+        set_(f"noseSneer{side}", _ramp(-d[M["sneer" + s]], *SNEER_RANGE))
     set_("browInnerUp", inner_up)
-
-    # Nose wings rise towards the eyes in a sneer.
-    for side, nostril, eye_inner in (("Left", lm.NOSTRIL_LEFT, lm.LEFT_EYE_INNER),
-                                     ("Right", lm.NOSTRIL_RIGHT, lm.RIGHT_EYE_INNER)):
-        set_(f"noseSneer{side}", _ramp(y[eye_inner] - y[nostril], 4.2, 3.7))
-
-    eye_angles = np.array([[l_yaw, l_pitch], [r_yaw, r_pitch]])
-    shapes = np.clip(np.array(b), 0.0, 1.0)  # NaN from degenerate input is cleared by solve()
-    return FaceState(blendshapes=shapes, vrm=vrm_presets(shapes, eye_angles), head_angles=np.zeros(3),
-                     head_position=np.zeros(3), eye_angles=eye_angles)
+    return b, eye_angles
 
 
-def _rest_measures(x, y, z) -> dict[str, float]:
-    """Distances whose rest value is the canonical face's own (_REST)."""
-    return {
-        "chin_forward": z[lm.CHIN],
-        "lower_lip_to_chin": y[lm.LOWER_LIP_BOTTOM] - y[lm.CHIN],
-        "upper_lip_to_nose": y[lm.NOSE_BASE] - y[lm.UPPER_LIP_TOP],
-        "cheek_half_width": (x[lm.CHEEK_LEFT] - x[lm.CHEEK_RIGHT]) / 2.0,
-        # Both lips' thickness at the side (outer minus inner contour), not the gap between them.
-        "lip_thicknessLeft": (y[lm.UPPER_LIP_LEFT] - y[lm.INNER_LIP_UPPER[2]])
-                             + (y[lm.INNER_LIP_LOWER[2]] - y[lm.LOWER_LIP_LEFT]),
-        "lip_thicknessRight": (y[lm.UPPER_LIP_RIGHT] - y[lm.INNER_LIP_UPPER[0]])
-                              + (y[lm.INNER_LIP_LOWER[0]] - y[lm.LOWER_LIP_RIGHT]),
-        "corner_depthLeft": z[lm.MOUTH_LEFT_CORNER],
-        "corner_depthRight": z[lm.MOUTH_RIGHT_CORNER],
-    }
+def eye_ratios(m: list[float], rest: list[float]) -> tuple[float, float]:
+    """(left, right) openness as a fraction of the rest openness."""
+    return tuple(m[M[k]] / max(rest[M[k]], EYE_REST_MIN) for k in ("eye_open_L", "eye_open_R"))
 
 
-_CANONICAL = lm.canonical_face()
-_REST = _rest_measures(_CANONICAL[:, 0].tolist(), _CANONICAL[:, 1].tolist(), _CANONICAL[:, 2].tolist())
+# The neutral estimator's quantile per measure (bridge.solve.neutral): high for eye
+# openness (blinks and downward looks only close it), low for what expressions only
+# grow (lip gap, chin drop, mouth corners: smiles outnumber frowns), the middle else.
+_QUANTILE = dict.fromkeys(MEASURES, 0.5)
+_QUANTILE.update({"eye_open_L": 0.7, "eye_open_R": 0.7, "lip_gap": 0.2, "nose_chin": 0.2,
+                  "corner_L": 0.35, "corner_R": 0.35})
+# How far a person's rest may lie from the prior (about 1.5 times the spread between
+# the people of the shared clips).
+_REST_SPREAD = dict.fromkeys(MEASURES, 0.5)
+_REST_SPREAD.update({"eye_open_L": 0.15, "eye_open_R": 0.15, "lower_lid_L": 0.08, "lower_lid_R": 0.08,
+                     "iris_x_L": 0.15, "iris_x_R": 0.15, "iris_y_L": 0.2, "iris_y_R": 0.2,
+                     "lip_gap": 0.6, "nose_chin": 0.8, "chin_x": 0.3})
+
+
+def rest_estimator() -> RestEstimator:
+    spread = np.array([_REST_SPREAD[n] for n in MEASURES])
+    return RestEstimator(PRIOR_VECTOR, [_QUANTILE[n] for n in MEASURES],
+                         PRIOR_VECTOR - spread, PRIOR_VECTOR + spread)
+
+
+def face_state(b, eye_angles) -> FaceState:
+    """A FaceState (head pose left at zero) from expression()'s values."""
+    shapes = np.clip(np.array(b), 0.0, 1.0)  # NaN from degenerate input is cleared by Solver.solve
+    eyes = np.array(eye_angles, dtype=np.float64)
+    return FaceState(blendshapes=shapes, vrm=vrm_presets(shapes, eyes), head_angles=np.zeros(3),
+                     head_position=np.zeros(3), eye_angles=eyes)
 
 
 def vrm_presets(b: np.ndarray, eye_angles: np.ndarray) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""This person's rest values, in measurement space, estimated from the frames.
+
+A face is neutral most of the time, so each measure's rest is a low-to-middle
+quantile of its recent history (a blink, a laugh or a sentence pulls a measure one
+way for a moment; the quantile ignores it), not its mean. Per measure:
+
+* samples are taken every SAMPLE_SECONDS of tracked face into a ring of the last
+  WINDOW_SECONDS, so a long smile has to fill most of a minute before it moves the
+  rest, and a person who changes (a new performer) is learned within a minute;
+* the quantile sits where the measure's expressions are rare: low for ones that
+  only grow in expressions (a lip gap, a chin drop, the model's scores), the middle
+  for ones that move both ways (brows, gaze), high for eye openness (blinks and
+  downward looks only close it);
+* until there are samples the rest is the prior (the population's), and the
+  estimate takes over as they come: weight n / (n + PRIOR_SAMPLES), i.e. half after
+  0.5 s of face, 80 % after 2 s, 95 % after 10 s;
+* each rest is held within bounds around the prior, so a person who starts with an
+  unusual face (eyes lowered, mouth open) can't be taken as the rest beyond what
+  faces differ by.
+
+Pure numpy; no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_SECONDS = 0.1
+WINDOW_SECONDS = 60.0
+PRIOR_SAMPLES = 5
+EARLY_SAMPLES = 50            # the first 5 s re-estimate at every sample ...
+REFRESH_SAMPLES = 10          # ... later ones once a second (a sort of the window)
+SETTLED_SECONDS = PRIOR_SAMPLES * SAMPLE_SECONDS * 4   # weight 0.8: what "settled" means
+
+
+class RestEstimator:
+    """Rest values of a vector of measures: `prior`, then this person's."""
+
+    def __init__(self, prior, quantile, low, high):
+        self.prior = np.asarray(prior, dtype=np.float64)
+        self.quantile = np.broadcast_to(np.asarray(quantile, dtype=np.float64), self.prior.shape)
+        self.low = np.broadcast_to(np.asarray(low, dtype=np.float64), self.prior.shape)
+        self.high = np.broadcast_to(np.asarray(high, dtype=np.float64), self.prior.shape)
+        self._ring = np.zeros((int(round(WINDOW_SECONDS / SAMPLE_SECONDS)), self.prior.size))
+        self.samples = 0              # taken so far (the ring keeps the last len(ring))
+        self._next_time: float | None = None
+        self.rest = np.clip(self.prior, self.low, self.high)
+
+    @property
+    def settled(self) -> bool:
+        return self.samples * SAMPLE_SECONDS >= SETTLED_SECONDS
+
+    def update(self, time: float, values) -> None:
+        """One frame's measures at capture time `time` (seconds)."""
+        if self._next_time is not None and time < self._next_time:
+            if time >= self._next_time - 2 * WINDOW_SECONDS:
+                return
+            # Time went backwards (a video looped, a new take): start this person afresh.
+            self.__init__(self.prior, self.quantile, self.low, self.high)
+        v = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(v).all():
+            return
+        self._ring[self.samples % len(self._ring)] = v
+        self.samples += 1
+        self._next_time = time + SAMPLE_SECONDS
+        if self.samples <= EARLY_SAMPLES or self.samples % REFRESH_SAMPLES == 0:
+            self._estimate()
+
+    def _estimate(self) -> None:
+        n = min(self.samples, len(self._ring))
+        ordered = np.sort(self._ring[:n], axis=0)
+        rank = np.rint(self.quantile * (n - 1)).astype(int)
+        estimate = ordered[rank, np.arange(ordered.shape[1])]
+        weight = self.samples / (self.samples + PRIOR_SAMPLES)
+        self.rest = np.clip(self.prior + weight * (estimate - self.prior), self.low, self.high)
