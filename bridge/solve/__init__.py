@@ -101,7 +101,7 @@ class Solver:
         state.measures = np.array(m)
         state.scores = model
         if self.adapt and time is not None:
-            self.geometry_rest.update(time, m)
+            self.geometry_rest.update(time, geometry.rest_sample(m))
             if model is not None:
                 self.model_rest.update(time, np.nan_to_num(model, nan=0.0))
         return state.sanitized()

@@ -44,11 +44,14 @@ EYEBALL_RADIUS = 1.25
 EYE_LOOK_RANGE_YAW = 30.0    # degrees that read as eyeLookIn/Out = 1
 EYE_LOOK_RANGE_PITCH = 25.0  # degrees that read as eyeLookUp/Down = 1
 # Jaw: nose base to chin with the lips closed (the canonical face's 7.31 less its
-# 0.55 lip gap); the chin dropping by 2.2 cm reads jawOpen = 1. The inner lip gap
-# counts too, for faces whose chin the mesh follows poorly.
+# 0.55 lip gap); the chin dropping by 2.6 cm reads jawOpen = 1. The chin's rest is
+# this person's, and it wanders by up to 0.6 cm with closed lips (the mesh follows
+# chins loosely), hence the start. The inner lip gap counts too, against no rest
+# (closed lips are 0 apart on everyone): on the 19 people's labelled frames closed
+# mouths read a gap of at most 0.17 cm bar tracking slips, open ones from 0.74.
 JAW_REST = 6.8
-CHIN_DROP_RANGE = (0.15, 2.2)
-LIP_GAP_RANGE = (0.4, 3.5)
+CHIN_DROP_RANGE = (0.6, 2.6)
+LIP_GAP_RANGE = (0.3, 2.0)
 LIP_GAP_WEIGHT = 0.8
 CLOSE_GAP_RANGE = (0.4, 1.0)     # mouthClose: lips still together
 OPENING_RANGE = (0.3, 1.5)       # funnel (open) vs pucker (closed)
@@ -262,10 +265,10 @@ def expression(m: list[float], rest: list[float], lowered: tuple[bool, bool] = (
 
     # Eyes: openness as a fraction of this person's open eye.
     eye_angles = []
+    ratios = eye_ratios(m, rest)
     for side, k, is_lowered in (("Left", 0, lowered[0]), ("Right", 1, lowered[1])):
         s = "_L" if k == 0 else "_R"
-        ratio = m[M["eye_open" + s]] / max(rest[M["eye_open" + s]], EYE_REST_MIN)
-        closing = _ramp(ratio, EYE_OPEN_RATIO, EYE_CLOSED_RATIO)
+        closing = _ramp(ratios[k], EYE_OPEN_RATIO, EYE_CLOSED_RATIO)
         blink = closing * closing * (3.0 - 2.0 * closing)
         yaw = _degrees_asin(d[M["iris_x" + s]] / EYEBALL_RADIUS)
         pitch = _degrees_asin(d[M["iris_y" + s]] / EYEBALL_RADIUS)
@@ -335,9 +338,16 @@ def expression(m: list[float], rest: list[float], lowered: tuple[bool, bool] = (
     return b, eye_angles
 
 
+def eye_rest(rest: list[float]) -> float:
+    """The open eye both eyes are read against: the wider rest of the two (a wink or a
+    droopy lid pulls one eye's estimate down; the eyes of a face are the same size)."""
+    return max(rest[M["eye_open_L"]], rest[M["eye_open_R"]], EYE_REST_MIN)
+
+
 def eye_ratios(m: list[float], rest: list[float]) -> tuple[float, float]:
     """(left, right) openness as a fraction of the rest openness."""
-    return tuple(m[M[k]] / max(rest[M[k]], EYE_REST_MIN) for k in ("eye_open_L", "eye_open_R"))
+    open_ = eye_rest(rest)
+    return m[M["eye_open_L"]] / open_, m[M["eye_open_R"]] / open_
 
 
 # The neutral estimator's quantile per measure (bridge.solve.neutral): high for eye
@@ -351,7 +361,18 @@ _QUANTILE.update({"eye_open_L": 0.7, "eye_open_R": 0.7, "lip_gap": 0.2, "nose_ch
 _REST_SPREAD = dict.fromkeys(MEASURES, 0.5)
 _REST_SPREAD.update({"eye_open_L": 0.15, "eye_open_R": 0.15, "lower_lid_L": 0.08, "lower_lid_R": 0.08,
                      "iris_x_L": 0.15, "iris_x_R": 0.15, "iris_y_L": 0.2, "iris_y_R": 0.2,
-                     "lip_gap": 0.6, "nose_chin": 0.8, "chin_x": 0.3})
+                     "lip_gap": 0.0, "nose_chin": 0.8, "chin_x": 0.3})
+
+
+def rest_sample(m: list[float]) -> np.ndarray:
+    """What a frame adds to the rest estimate: its measures, less the openness of an
+    eye that is shut by the prior's measure (closed or lowered lids are never an open
+    eye's rest, however long they last)."""
+    v = np.array(m)
+    for k in (M["eye_open_L"], M["eye_open_R"]):
+        if v[k] / EYE_REST <= (EYE_OPEN_RATIO + EYE_CLOSED_RATIO) / 2.0:
+            v[k] = np.nan
+    return v
 
 
 def rest_estimator() -> RestEstimator:

@@ -6,10 +6,13 @@ How the lids got there differs: a blink or a deliberate closure shuts both eyes
 within a frame or two; looking down lowers the lids over a tenth of a second or
 more. So an eye whose lids took longer than SLOW_CLOSING_SECONDS from open to shut,
 while the other eye was not open either, is "lowered"; and since both eyes look
-down together, the other eye is too while it stays shut. An eye already shut when
-tracking starts (or resumes after a gap) has no history: it counts as lowered, as
-a tracker is far likelier to start on someone looking down than inside a blink,
-until it is seen open again.
+down together, the other eye is too while it stays shut. A lowered eye stays
+lowered until it opens; a closed one that half reopens is judged afresh when it
+shuts again (from when it was last open).
+
+An eye already shut when tracking starts (or resumes after a gap) has no history:
+it counts as lowered, as a tracker is far likelier to start on someone looking down
+than inside a blink, until it opens or its lids go DEEPER_RATIO further.
 
 Openness is taken as a fraction of this person's open eye (bridge.solve.geometry).
 """
@@ -18,23 +21,27 @@ from __future__ import annotations
 
 from bridge.solve.geometry import EYE_CLOSED_RATIO, EYE_OPEN_RATIO
 
-OPEN_RATIO = EYE_OPEN_RATIO
-
-SLOW_CLOSING_SECONDS = 0.12
+SLOW_CLOSING_SECONDS = 0.16   # blinks shut within 3 frames at 25 fps; d3's downward looks take 0.3-0.5 s
 GAP_SECONDS = 0.5    # a longer gap between frames (face lost) starts afresh
 # openness / rest at or above this: open (where eyeBlink starts to rise from 0)
+OPEN_RATIO = EYE_OPEN_RATIO
 # At or below this: shut (a blink or a lowered gaze); where eyeBlink passes 0.5, so
 # an eye that reads closed has been judged lowered or not.
 SHUT_RATIO = (EYE_OPEN_RATIO + EYE_CLOSED_RATIO) / 2.0
+# An eye found shut when tracking starts counts as lowered until it opens, unless
+# its lids then go this much further (as a fraction of the open eye): lowered lids
+# rest on the eyeball, lids that keep closing are a closure.
+DEEPER_RATIO = 0.25
 
 
 class LidWatch:
-    """Per eye: open, closed (a blink) or lowered (looking down)."""
+    """Per eye: open, between, closed (a blink) or lowered (looking down)."""
 
     def __init__(self):
         self._last_time: float | None = None
         self._last_open: list[float | None] = [None, None]
         self._state = ["unknown", "unknown"]
+        self._start_ratio: list[float | None] = [None, None]   # lowered at the start: how shut
 
     def update(self, time: float, ratios: tuple[float, float]) -> tuple[bool, bool]:
         """`ratios`: (left, right) openness / rest. Returns (left, right) lowered."""
@@ -42,15 +49,23 @@ class LidWatch:
             self.__init__()
         self._last_time = time
         for eye, other in ((0, 1), (1, 0)):
-            if ratios[eye] >= OPEN_RATIO:
+            ratio, state = ratios[eye], self._state[eye]
+            if ratio >= OPEN_RATIO:
                 self._last_open[eye], self._state[eye] = time, "open"
-            elif ratios[eye] <= SHUT_RATIO and self._state[eye] == "unknown":
-                self._state[eye] = "lowered"
-            elif ratios[eye] <= SHUT_RATIO and self._state[eye] == "open":
+                self._start_ratio[eye] = None
+            elif ratio > SHUT_RATIO:
+                if state in ("open", "closed"):
+                    self._state[eye] = "between"   # a reopening eye may shut again: judged afresh
+            elif state in ("open", "between", "unknown"):
                 since_open = self._last_open[eye]
-                slow = since_open is not None and time - since_open > SLOW_CLOSING_SECONDS
-                self._state[eye] = "lowered" if slow and ratios[other] < OPEN_RATIO else "closed"
-        for eye, other in ((0, 1), (1, 0)):
-            if self._state[eye] == "closed" and self._state[other] == "lowered":
-                self._state[eye] = "lowered"
-        return self._state[0] == "lowered", self._state[1] == "lowered"
+                if since_open is None:
+                    self._state[eye], self._start_ratio[eye] = "lowered", ratio
+                else:
+                    slow = time - since_open > SLOW_CLOSING_SECONDS
+                    self._state[eye] = "lowered" if slow and ratios[other] < OPEN_RATIO else "closed"
+            elif state == "lowered" and self._start_ratio[eye] is not None \
+                    and ratio < self._start_ratio[eye] - DEEPER_RATIO:
+                self._state[eye], self._start_ratio[eye] = "closed", None
+        # Both eyes look down together: a shut eye beside a lowered one is lowered too.
+        lowered = [st == "lowered" for st in self._state]
+        return tuple(lowered[eye] or (self._state[eye] == "closed" and lowered[other]) for eye, other in ((0, 1), (1, 0)))

@@ -37,6 +37,7 @@ class RestEstimator:
     """Rest values of a vector of measures: `prior`, then this person's."""
 
     def __init__(self, prior, quantile, low, high):
+        """Per measure: the prior rest, the quantile, and the bounds of the estimate."""
         self.prior = np.asarray(prior, dtype=np.float64)
         self.quantile = np.broadcast_to(np.asarray(quantile, dtype=np.float64), self.prior.shape)
         self.low = np.broadcast_to(np.asarray(low, dtype=np.float64), self.prior.shape)
@@ -57,9 +58,7 @@ class RestEstimator:
                 return
             # Time went backwards (a video looped, a new take): start this person afresh.
             self.__init__(self.prior, self.quantile, self.low, self.high)
-        v = np.asarray(values, dtype=np.float64)
-        if not np.isfinite(v).all():
-            return
+        v = np.asarray(values, dtype=np.float64)   # NaN: that measure is not sampled this time
         self._ring[self.samples % len(self._ring)] = v
         self.samples += 1
         self._next_time = time + SAMPLE_SECONDS
@@ -68,8 +67,9 @@ class RestEstimator:
 
     def _estimate(self) -> None:
         n = min(self.samples, len(self._ring))
-        ordered = np.sort(self._ring[:n], axis=0)
-        rank = np.rint(self.quantile * (n - 1)).astype(int)
-        estimate = ordered[rank, np.arange(ordered.shape[1])]
-        weight = self.samples / (self.samples + PRIOR_SAMPLES)
+        ordered = np.sort(self._ring[:n], axis=0)    # NaN sorts last
+        count = np.isfinite(ordered).sum(axis=0)
+        rank = np.rint(self.quantile * np.maximum(count - 1, 0)).astype(int)
+        estimate = np.where(count > 0, ordered[rank, np.arange(ordered.shape[1])], self.prior)
+        weight = count / (count + PRIOR_SAMPLES)
         self.rest = np.clip(self.prior + weight * (estimate - self.prior), self.low, self.high)
