@@ -92,7 +92,10 @@ class Solver:
         b, eye_angles = geometry.expression(m, rest, lowered)
         model = fusion.model_vector(scores) if scores else None
         if model is not None and self.mode == "model":
-            b = np.where(np.isfinite(model), model, b)
+            # The model's own scores; an explicit neutral (a capture, a profile) still applies.
+            explicit = self.neutral.model if self.neutral is not None else None
+            pure = model if explicit is None else fusion.relative(model, explicit)
+            b = np.where(np.isfinite(pure), pure, b)
         elif model is not None and self.mode == "fused":
             b = fusion.fuse(np.array(b), model, model_rest)
         state = geometry.face_state(b, eye_angles)
