@@ -1,17 +1,21 @@
-"""Neutral-face calibration: the first step of shaping (calibrate -> filter -> map).
+"""Neutral-face calibration: the performer's rest face, captured on request.
 
 A performer whose resting face reads as slightly smiling, brows raised or head
-tilted gets that rest face captured once (a :class:`Neutral`) and removed from
-every later frame:
+tilted gets that rest face captured (--calibrate, the control port, the preview's
+key c) or loaded from a saved profile: a :class:`Neutral`. It holds the rest in the
+solver's own terms, and each part is removed where it is read:
 
-* blendshape b -> clip((b - n) / max(1 - n, DENOMINATOR_FLOOR), 0, 1): the rest
-  value reads 0 and the channel still reaches 1. The floor keeps a channel that
-  rests very high from amplifying its noise (it then tops out below 1).
-* head rotation: R_n^-1 * R as quaternions, i.e. the turn away from the rest pose
-  in the rest pose's own frame (subtracting Euler angles would be wrong as soon
-  as the rest pose has a tilt: yaw and roll do not commute).
-* eye angles and head position: minus the rest values.
-* VRM presets are recomputed from the calibrated blendshapes and eyes.
+* the geometric measures (bridge.solve.geometry.MEASURES: lid openness, iris
+  offsets, lip gap, corner and brow heights ...) and the model's raw scores: the
+  solver (Solver.set_neutral) takes every measure and score against these instead
+  of the rests it estimates from the frames. So the rest face reads 0, every
+  channel keeps its full range, and gaze is relative to the rest (the iris offsets
+  are measures). Blendshapes and eye angles leave the solver already calibrated.
+* head rotation and position: the calibrator here (Neutral.apply), after the
+  solver. Rotation as quaternions, R_n^-1 * R, i.e. the turn away from the rest pose
+  in the rest pose's own frame (subtracting Euler angles would be wrong as soon as
+  the rest pose has a tilt: yaw and roll do not commute); position minus the rest.
+* VRM presets are recomputed from the blendshapes and eyes that go out.
 
 Optionally (:class:`AdaptiveRange`) each blendshape channel is also divided by
 its slowly decaying running maximum, for performers whose full expressions
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.solve import vrm_presets
+from bridge.solve import geometry, vrm_presets
 from bridge.state import (
     ARKIT_NAMES, FaceState, angles_to_quat, matrix_to_angles, quat_conjugate, quat_multiply,
     quat_to_matrix,
@@ -58,8 +62,12 @@ CALIBRATED_NOTE_SECONDS = 3.0    # how long the status line says "calibrated" af
 VMC_CALIBRATING = 2
 VMC_CALIBRATED = 3
 
-# ---- applying ------------------------------------------------------------------
-DENOMINATOR_FLOOR = 0.25         # see the module doc: caps the gain of a high-resting channel at 4x
+# ---- the model's rest ------------------------------------------------------------
+# The solver reads a score as (s - rest) / (1 - rest): a captured rest above this
+# would amplify the score's noise by more than 4x (and a rest of 1 would divide by 0).
+MAX_MODEL_REST = 0.75
+# The Face Landmarker gives no tongueOut: its rest is 0, as the solver's estimate has it.
+_NO_MODEL_SCORE = np.array([n == "tongueOut" for n in ARKIT_NAMES])
 
 # ---- adaptive range --------------------------------------------------------------
 ADAPTIVE_FLOOR = 0.5             # running max starts here and never drops below: gain <= 2x
@@ -74,35 +82,51 @@ def _quat_to_angles(q) -> np.ndarray:
     return np.array(matrix_to_angles(quat_to_matrix(np.asarray(q, float))))
 
 
+def _vector(values, size: int, what: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    v = np.asarray(values, float)
+    if v.shape != (size,):
+        raise ValueError(f"a neutral's {what} must be {size} numbers, not shape {v.shape}")
+    return v
+
+
 @dataclass(eq=False)   # numpy fields: == would be ambiguous
 class Neutral:
-    """The captured rest face, in raw solver units."""
+    """The captured rest face, in the solver's raw units.
 
-    blendshapes: np.ndarray     # (52,) ARKIT_NAMES order
+    measures: (len(geometry.MEASURES),) the geometric rest, or None (the solver keeps
+    estimating it); model: (52,) ARKIT_NAMES order, the model's rest scores (tongueOut
+    0), or None when the capture had no scores.
+    """
+
+    measures: np.ndarray | None
+    model: np.ndarray | None
     head_angles: np.ndarray     # (3,) yaw, pitch, roll degrees
-    eye_angles: np.ndarray      # (2, 2) [[left yaw, pitch], [right yaw, pitch]] degrees
     head_position: np.ndarray   # (3,) metres
 
     def __post_init__(self):
-        self.blendshapes = np.asarray(self.blendshapes, float).reshape(len(ARKIT_NAMES))
+        self.measures = _vector(self.measures, len(geometry.MEASURES), "measures")
+        self.model = _vector(self.model, len(ARKIT_NAMES), "model scores")
         self.head_angles = np.asarray(self.head_angles, float).reshape(3)
-        self.eye_angles = np.asarray(self.eye_angles, float).reshape(2, 2)
         self.head_position = np.asarray(self.head_position, float).reshape(3)
-        # Precomputed once: they are used every frame.
-        self._range = np.maximum(1.0 - self.blendshapes, DENOMINATOR_FLOOR)
+        # Precomputed once: it is used every frame.
         self._inverse_head = quat_conjugate(_head_quat(self.head_angles))
 
     def apply(self, state: FaceState) -> FaceState:
-        """The state relative to this rest face. VRM is left to the caller
-        (Calibrator recomputes it once, after the optional adaptive range)."""
-        blendshapes = np.clip((state.blendshapes - self.blendshapes) / self._range, 0.0, 1.0)
+        """The head pose relative to this rest face. Blendshapes and eyes pass through:
+        the solver already read them against this neutral (Solver.set_neutral). VRM is
+        left to the caller (Calibrator recomputes it once, after the optional adaptive
+        range)."""
         head = quat_multiply(self._inverse_head, _head_quat(state.head_angles))
         return FaceState(
-            blendshapes=blendshapes,
+            blendshapes=state.blendshapes.copy(),
             vrm=state.vrm.copy(),
             head_angles=_quat_to_angles(head),
             head_position=state.head_position - self.head_position,
-            eye_angles=state.eye_angles - self.eye_angles,
+            eye_angles=state.eye_angles.copy(),
+            measures=state.measures,
+            scores=state.scores,
         )
 
 
@@ -113,25 +137,45 @@ def with_vrm_recomputed(state: FaceState) -> FaceState:
 
 
 class NeutralAccumulator:
-    """Running mean of face states (sums, so a long window costs no memory)."""
+    """Running mean of face states (sums, so a long window costs no memory).
+
+    Measures are summed one by one over the frames that have them finite, the way
+    the solver samples its own rest (geometry.rest_sample): a blink during the
+    capture is not averaged into the open eye. A measure no frame gave (eyes shut
+    throughout) takes the prior's rest. Scores are summed over the frames that have
+    all of them (every one but tongueOut, which the model never gives).
+    """
 
     def __init__(self):
         self.count = 0
-        self._blendshapes = np.zeros(len(ARKIT_NAMES))
-        self._eyes = np.zeros((2, 2))
         self._position = np.zeros(3)
         self._quat_sum = np.zeros(4)
+        self.measure_frames = 0
+        self._measures = np.zeros(len(geometry.MEASURES))
+        self._measure_counts = np.zeros(len(geometry.MEASURES))
+        self.score_frames = 0
+        self._scores = np.zeros(len(ARKIT_NAMES))
 
     def add(self, state: FaceState) -> None:
         q = _head_quat(state.head_angles)
         # q and -q are the same rotation: keep all on one hemisphere so they add up.
         if self.count and float(np.dot(q, self._quat_sum)) < 0.0:
             q = -q
-        self._blendshapes += state.blendshapes
-        self._eyes += state.eye_angles
         self._position += state.head_position
         self._quat_sum += q
         self.count += 1
+        if state.measures is not None:
+            m = geometry.rest_sample(list(np.asarray(state.measures, float)))
+            finite = np.isfinite(m)
+            if finite.any():
+                self._measures += np.where(finite, m, 0.0)
+                self._measure_counts += finite
+                self.measure_frames += 1
+        if state.scores is not None:
+            scores = np.asarray(state.scores, float)
+            if np.isfinite(scores[~_NO_MODEL_SCORE]).all():
+                self._scores += np.where(_NO_MODEL_SCORE, 0.0, scores)
+                self.score_frames += 1
 
     def mean(self) -> Neutral:
         if not self.count:
@@ -140,10 +184,17 @@ class NeutralAccumulator:
         # The normalised quaternion sum: the mean rotation for the small spread
         # of a held pose, and free of Euler-angle wrap-around.
         q = self._quat_sum / np.linalg.norm(self._quat_sum)
+        measures = None
+        if self.measure_frames:
+            counts = self._measure_counts
+            measures = np.where(counts > 0, self._measures / np.maximum(counts, 1), geometry.PRIOR_VECTOR)
+        model = None
+        if self.score_frames:
+            model = np.clip(self._scores / self.score_frames, 0.0, MAX_MODEL_REST)
         return Neutral(
-            blendshapes=np.clip(self._blendshapes / n, 0.0, 1.0),
+            measures=measures,
+            model=model,
             head_angles=_quat_to_angles(q),
-            eye_angles=self._eyes / n,
             head_position=self._position / n,
         )
 
@@ -316,20 +367,23 @@ APP_DIR = "facemocap-osc"
 PROFILES_DIR = "profiles"
 PROFILE_SUFFIX = ".json"
 PROFILE_FORMAT = "facemocap-osc neutral profile"
-PROFILE_VERSION = 1
+# 2: the rest in measurement space (measures, model). Version 1 held output-space
+# blendshapes and eye angles, which the solver no longer takes: it cannot be converted.
+PROFILE_VERSION = 2
 # Wins over the platform rules on every platform; tests use it so they never touch a real home.
 CONFIG_DIR_ENV = "FACEMOCAP_OSC_CONFIG_DIR"
 PROFILE_NAME = re.compile(r"(?!\.)[A-Za-z0-9_.-]{1,64}")
 PROFILE_NAME_RULE = "1-64 letters, digits, '_', '.' or '-', not starting with '.'"
 # Bounds a stored value must be within (FaceState's own sanitized() ranges).
-BLENDSHAPE_BOUNDS = (0.0, 1.0)
+# Measures are centimetres or eye widths of a face: a few at most, 100 is no face.
+MEASURE_BOUNDS = (-100.0, 100.0)
+MODEL_BOUNDS = (0.0, MAX_MODEL_REST)
 HEAD_ANGLE_BOUNDS = (-180.0, 180.0)
-EYE_ANGLE_BOUNDS = (-90.0, 90.0)
 HEAD_POSITION_BOUNDS = (-100.0, 100.0)
 HEAD_ANGLE_KEYS = ("yaw", "pitch", "roll")
-EYE_KEYS = ("left", "right")
-EYE_ANGLE_KEYS = ("yaw", "pitch")
 POSITION_KEYS = ("x", "y", "z")
+PROFILE_UNITS = ("measures in canonical-face centimetres (eye_open and lower_lid in eye widths), "
+                 "model scores 0-1, angles in degrees, head_position in metres")
 
 
 class ProfileError(Exception):
@@ -377,17 +431,19 @@ def ensure_profiles_dir() -> Path:
 
 
 def neutral_to_dict(neutral: Neutral, created: datetime | None = None) -> dict:
-    (left_yaw, left_pitch), (right_yaw, right_pitch) = neutral.eye_angles.tolist()
+    model = None
+    if neutral.model is not None:
+        # tongueOut left out: the model gives none, so there is no rest to keep.
+        model = {n: v for n, v, none in zip(ARKIT_NAMES, neutral.model.tolist(), _NO_MODEL_SCORE) if not none}
     return {
         "format": PROFILE_FORMAT,
         "version": PROFILE_VERSION,
         "created": (created or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
-        "units": "blendshapes 0-1, angles in degrees, head_position in metres",
+        "units": PROFILE_UNITS,
         "head_angles": dict(zip(HEAD_ANGLE_KEYS, neutral.head_angles.tolist())),
-        "eye_angles": {"left": {"yaw": left_yaw, "pitch": left_pitch},
-                       "right": {"yaw": right_yaw, "pitch": right_pitch}},
         "head_position": dict(zip(POSITION_KEYS, neutral.head_position.tolist())),
-        "blendshapes": dict(zip(ARKIT_NAMES, neutral.blendshapes.tolist())),
+        "measures": None if neutral.measures is None else dict(zip(geometry.MEASURES, neutral.measures.tolist())),
+        "model": model,
     }
 
 
@@ -429,15 +485,41 @@ def neutral_from_dict(data, path: Path) -> Neutral:
     version = r.get(("version",))
     if isinstance(version, bool) or not isinstance(version, int):
         r.fail("key 'version' must be a whole number")
+    if version == 1:
+        r.fail(f"key 'version' is 1: this profile was made by an older facemocap-osc; "
+               f"capture it again with --calibrate SECONDS --profile {path.stem}")
     if version != PROFILE_VERSION:
         r.fail(f"key 'version' is {version}; this facemocap-osc reads version {PROFILE_VERSION}")
     return Neutral(
-        blendshapes=[r.number(("blendshapes", n), BLENDSHAPE_BOUNDS) for n in ARKIT_NAMES],
+        measures=_optional_table(r, "measures", geometry.MEASURES, MEASURE_BOUNDS),
+        model=_model_rest(r),
         head_angles=[r.number(("head_angles", k), HEAD_ANGLE_BOUNDS) for k in HEAD_ANGLE_KEYS],
-        eye_angles=[[r.number(("eye_angles", eye, k), EYE_ANGLE_BOUNDS) for k in EYE_ANGLE_KEYS]
-                    for eye in EYE_KEYS],
         head_position=[r.number(("head_position", k), HEAD_POSITION_BOUNDS) for k in POSITION_KEYS],
     )
+
+
+def _optional_table(r: _Reader, key: str, names, bounds) -> list[float] | None:
+    """The numbers of r's object `key`, one per name; null gives None."""
+    value = r.get((key,))
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        r.fail(f"key '{key}' must be an object or null")
+    return [r.number((key, n), bounds) for n in names]
+
+
+def _model_rest(r: _Reader) -> list[float] | None:
+    scored = [n for n, none in zip(ARKIT_NAMES, _NO_MODEL_SCORE) if not none]
+    values = _optional_table(r, "model", scored, MODEL_BOUNDS)
+    if values is None:
+        return None
+    for name in (n for n, none in zip(ARKIT_NAMES, _NO_MODEL_SCORE) if none):
+        # facemocap-osc never writes one: a rest for a score that never comes is a hand
+        # edit that misunderstood something, worth saying rather than ignoring.
+        if name in r.data["model"] and r.number(("model", name), MODEL_BOUNDS) != 0.0:
+            r.fail(f"key 'model.{name}' must be 0 or absent: the model gives no {name}")
+    rest = iter(values)
+    return [0.0 if none else next(rest) for none in _NO_MODEL_SCORE]
 
 
 def load_profile(name: str) -> Neutral:

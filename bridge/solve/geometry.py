@@ -35,7 +35,7 @@ from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState
 EYE_REST = 0.3
 EYE_REST_MIN = 0.15          # a rest estimate never makes an eye this narrow count as open
 EYE_OPEN_RATIO = 0.57
-EYE_CLOSED_RATIO = 0.17
+EYE_CLOSED_RATIO = 0.22
 EYE_WIDE_RANGE = (0.12, 0.3)     # opened wider than this person's rest
 LOWER_LID_REST = -0.1
 SQUINT_RANGE = (0.03, 0.1)       # the lower lid rising, eye widths

@@ -5,8 +5,8 @@ both) of lids lowered to follow a downward gaze and of closed lids are the same.
 How the lids got there differs: a blink or a deliberate closure shuts both eyes
 within a frame or two; looking down lowers the lids over a tenth of a second or
 more. So an eye whose lids took longer than SLOW_CLOSING_SECONDS from open to shut,
-while the other eye was not open either, is "lowered"; and since both eyes look
-down together, the other eye is too while it stays shut. A lowered eye stays
+while the other eye was not open either, is "lowered". Blinks shut both eyes, so
+one eye shutting fast makes a shut eye beside it closed too. A lowered eye stays
 lowered until it opens; a closed one that half reopens is judged afresh when it
 shuts again (from when it was last open).
 
@@ -48,6 +48,7 @@ class LidWatch:
         if self._last_time is None or not 0 < time - self._last_time < GAP_SECONDS:
             self.__init__()
         self._last_time = time
+        blinked = False   # an eye shut fast this frame
         for eye, other in ((0, 1), (1, 0)):
             ratio, state = ratios[eye], self._state[eye]
             if ratio >= OPEN_RATIO:
@@ -60,12 +61,16 @@ class LidWatch:
                 since_open = self._last_open[eye]
                 if since_open is None:
                     self._state[eye], self._start_ratio[eye] = "lowered", ratio
+                elif time - since_open > SLOW_CLOSING_SECONDS and ratios[other] < OPEN_RATIO:
+                    self._state[eye] = "lowered"
                 else:
-                    slow = time - since_open > SLOW_CLOSING_SECONDS
-                    self._state[eye] = "lowered" if slow and ratios[other] < OPEN_RATIO else "closed"
+                    self._state[eye], blinked = "closed", True
             elif state == "lowered" and self._start_ratio[eye] is not None \
                     and ratio < self._start_ratio[eye] - DEEPER_RATIO:
                 self._state[eye], self._start_ratio[eye] = "closed", None
-        # Both eyes look down together: a shut eye beside a lowered one is lowered too.
-        lowered = [st == "lowered" for st in self._state]
-        return tuple(lowered[eye] or (self._state[eye] == "closed" and lowered[other]) for eye, other in ((0, 1), (1, 0)))
+        if blinked:
+            # Blinks shut both eyes: one eye shutting fast makes a shut eye beside it
+            # (lowered slowly from a squint or a wink, say) closed too.
+            self._state = ["closed" if st == "lowered" else st for st in self._state]
+            self._start_ratio = [None, None]
+        return self._state[0] == "lowered", self._state[1] == "lowered"
