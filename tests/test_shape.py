@@ -114,18 +114,20 @@ def test_status_line_keeps_latency_samples_bounded_when_quiet():
 
 
 def test_calibration_comes_before_the_filter_so_the_switch_is_smoothed():
+    # The calibrator takes the head pose from its rest (the solver takes the
+    # expression's measures from theirs): a resting turn of 10 degrees.
     shaper = Shaper(ShapeOptions())
     shaper.calibrator.start_capture(0.5)
     resting = face(jaw=0.3, yaw=10.0)
     t, sent = 0.0, []
     for _ in range(60):
         state, _ = shaper.update(t, resting)
-        sent.append(state.blendshape("jawOpen"))
+        sent.append(state.head_angles[0])
         t += 1 / FPS
     done = 15   # 0.5 s window at 30 fps: frame 15 (t = 0.5) closes it and is the first calibrated one
-    assert sent[done - 1] == pytest.approx(0.3)           # uncalibrated while capturing
-    assert 0.0 < sent[done] < 0.3                           # filtered, not a jump to 0
-    assert sent[-1] < 0.01 and abs(state.head_angles[0]) < 0.1
+    assert sent[done - 1] == pytest.approx(10.0)          # uncalibrated while capturing
+    assert 0.0 < sent[done] < 10.0                          # filtered, not a jump to 0
+    assert abs(sent[-1]) < 0.1
 
 
 def test_status_line_shows_the_calibration_note_and_clears_for_log_lines():
