@@ -106,5 +106,5 @@ class Solver:
         if self.adapt and time is not None:
             self.geometry_rest.update(time, geometry.rest_sample(m))
             if model is not None:
-                self.model_rest.update(time, np.nan_to_num(model, nan=0.0))
+                self.model_rest.update(time, np.where(np.isfinite(model), model, 0.0))
         return state.sanitized()

@@ -15,18 +15,18 @@ from bridge.state import ARKIT_INDEX, ARKIT_NAMES
 MODES = ("fused", "solver", "model")
 
 
-_MODEL = np.array([n != "tongueOut" for n in ARKIT_NAMES])   # the model has no tongueOut
 
 
 def model_vector(scores: dict[str, float]) -> np.ndarray:
     """The model's scores in ARKIT_NAMES order, clipped to [0, 1]; NaN where it gave
     none (tongueOut) or gave something that is not a finite number."""
-    b = np.full(len(ARKIT_NAMES), np.nan)
-    for name, value in scores.items():
-        i = ARKIT_INDEX.get(name)
-        if i is not None and isinstance(value, (int, float)) and math.isfinite(value):
-            b[i] = min(max(float(value), 0.0), 1.0)
-    return b
+    get = scores.get
+    raw = [get(name, math.nan) for name in ARKIT_NAMES]
+    try:
+        b = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError):   # not numbers: each one on its own
+        b = np.array([float(v) if isinstance(v, (int, float)) else math.nan for v in raw])
+    return np.where(np.isfinite(b), np.clip(b, 0.0, 1.0), math.nan)
 
 
 # The model's scores at rest are this person's too (a resting smile of 0.2, brows
@@ -67,5 +67,6 @@ def fuse(geometric: np.ndarray, model: np.ndarray, model_rest: np.ndarray) -> np
     """Fused ARKit values from the geometric ones and the model's raw scores (NaN
     where it has none: those channels stay geometric)."""
     m = relative(model, model_rest)
-    w = np.where(np.isfinite(m), MODEL_WEIGHT, 0.0)
-    return w * np.nan_to_num(m) + (1.0 - w) * geometric
+    known = np.isfinite(m)
+    w = np.where(known, MODEL_WEIGHT, 0.0)
+    return w * np.where(known, m, 0.0) + (1.0 - w) * geometric
