@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from bridge.solve.geometry import EYE_CLOSED_RATIO, EYE_OPEN_RATIO
 
-SLOW_CLOSING_SECONDS = 0.16   # blinks shut within 3 frames at 25 fps; d3's downward looks take 0.3-0.5 s
+SLOW_CLOSING_SECONDS = 0.14   # blinks shut within 3 frames at 25 fps (0.12 s); liveportrait_d3's downward looks take 5 (0.17 s)
 GAP_SECONDS = 0.5    # a longer gap between frames (face lost) starts afresh
 # openness / rest at or above this: open (where eyeBlink starts to rise from 0)
 OPEN_RATIO = EYE_OPEN_RATIO
