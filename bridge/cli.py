@@ -67,9 +67,11 @@ def add_tracking_arguments(group, *, what: str, takes_note: str = "") -> None:
     group.add_argument("--model", metavar="PATH",
                        help="a face_landmarker.task to use (default: $FACEMOCAP_MODEL, else the cached "
                             "download)")
-    group.add_argument("--blendshapes", choices=("solver", "model"), default="solver",
-                       help=f"which blendshape values {what}: our solver's (default, on either backend), "
-                            "or the landmarker model's own scores")
+    group.add_argument("--blendshapes", choices=("fused", "solver", "model"), default="fused",
+                       help=f"which blendshape values {what}: fused (default): the landmarker model's "
+                            "scores combined with our geometric solver, channel by channel (with Face Mesh, "
+                            "which has no scores, the solver's alone); solver: our geometric solver's only, "
+                            "on either backend; model: the landmarker model's own scores (landmarker only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  facemocap-osc                           webcam 0 -> 127.0.0.1:39539\n"
                "  facemocap-osc --demo                    synthetic face, no camera needed\n"
                "  facemocap-osc --video take.mp4 --fast   a file, as fast as possible\n"
+               "  facemocap-osc --images 'shots/*.jpg'    photos, each solved on its own\n"
+               "  facemocap-osc --images frames/ --sequence --fps 25   one video's frames, as a video\n"
                "  facemocap-osc model download            fetch the tracking model once (else on first use)\n"
                "  facemocap-osc --calibrate 2 --profile alice   capture a neutral face, save it\n"
                "  facemocap-osc --profile alice               use the saved neutral face\n"
@@ -100,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="webcam index (default: 0 when no other source is given)")
     one.add_argument("--video", metavar="PATH", help="a video file, played at its own frame rate")
     one.add_argument("--images", metavar="DIR_OR_GLOB",
-                     help="a folder or glob of images, in file-name order, one frame each")
+                     help="a folder or glob of photos, in file-name order, one frame each; every photo "
+                          "is solved on its own (no smoothing, nothing carried over from the others: "
+                          "the same values as that photo alone)")
     one.add_argument("--demo", action="store_true",
                      help="a built-in synthetic animated face: needs no camera and no model")
     one.add_argument("--replay", metavar="TAKE",
@@ -109,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="process --video/--demo/--replay as fast as possible instead of in real time")
     src.add_argument("--record", metavar="PATH",
                      help="also save the take (landmarks and solved values) to PATH: .jsonl or .jsonl.gz")
+    src.add_argument("--sequence", action="store_true",
+                     help="--images are the frames of one video: track, smooth and solve them as a video "
+                          "(frame times from --fps)")
     src.add_argument("--fps", type=_positive_float, default=30.0,
                      help="frame rate of --images and --demo (default: 30)")
     src.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
@@ -354,7 +363,7 @@ def _open_source(args):
     if args.video:
         return sources.open_video(args.video, paced=not args.fast)
     if args.images:
-        return sources.open_images(args.images, fps=args.fps)
+        return sources.open_images(args.images, fps=args.fps, sequence=args.sequence)
     return sources.open_camera(args.camera if args.camera is not None else 0)
 
 
@@ -442,10 +451,31 @@ def _profile_saver(name: str | None):
     return save
 
 
+def _photos(args) -> bool:
+    """--images without --sequence: every file is its own photo."""
+    return bool(args.images) and not args.sequence
+
+
+def _check_photo_options(args) -> None:
+    """Options that learn from a run of frames have nothing to learn from independent photos."""
+    if args.sequence and not args.images:
+        raise UsageError("--sequence is for --images (a folder of one video's frames); "
+                         "other sources are sequences already")
+    if not _photos(args):
+        return
+    given = [option for option, value in (("--calibrate", args.calibrate is not None),
+                                          ("--adaptive-range", args.adaptive_range),
+                                          ("--control-port", (args.control_port or "0").strip() != "0"))
+             if value]
+    if given:
+        raise UsageError(f"{given[0]} needs a sequence of frames, and --images photos are each their own "
+                         f"(add --sequence if they are the frames of one video)")
+
+
 def _prepare_shaper(args, calibration: CalibrationArgs):
     from bridge.shape import ShapeOptions, Shaper
     shaper = Shaper(ShapeOptions(min_cutoff=args.min_cutoff, beta=args.beta, mirror=args.mirror,
-                                 adaptive_range=args.adaptive_range))
+                                 adaptive_range=args.adaptive_range, still=_photos(args)))
     if calibration.neutral is not None:
         shaper.calibrator.neutral = calibration.neutral
     if calibration.seconds is not None:
@@ -478,7 +508,10 @@ def _run_with(args, stack) -> int:
         given = "--backend" if args.backend != "auto" else "--model" if args.model else "--blendshapes model"
         raise UsageError(f"{'--demo' if args.demo else '--replay'} gives landmarks, not images: "
                          f"it takes no {given}")
+    _check_photo_options(args)
     calibration = _check_calibration(args)
+    if _photos(args):   # no recalibration from photos: nothing to listen for
+        calibration.control_port = 0
     outputs = _open_outputs(args, stack)
     shaper = _prepare_shaper(args, calibration)
     try:
@@ -488,8 +521,8 @@ def _run_with(args, stack) -> int:
     control = recorder = tracker = None
     try:
         tracker = _open_tracker(args, source)
-        use_model = args.blendshapes == "model"
-        recorder = _open_recorder(args, source, tracker, use_model)
+        blendshapes = effective_blendshapes(args.blendshapes, tracker.backend)
+        recorder = _open_recorder(args, source, tracker, blendshapes)
         preview = None
         if args.preview:
             from bridge.preview import Preview, PreviewError
@@ -502,9 +535,12 @@ def _run_with(args, stack) -> int:
         log.info("%s -> %s", source.name, ", ".join(_describe(o) for o in outputs))
         if not landmarks_only:
             log.info("tracking with %s", tracker.description)
+            if blendshapes != args.blendshapes:   # fused on Face Mesh: said once, not refused
+                log.info("--blendshapes %s: the legacy Face Mesh has no blendshape scores, so the values "
+                         "are the geometric solver's alone", args.blendshapes)
         _log_calibration_plan(calibration, control)
         try:
-            stats = run(source, tracker, shaper, outputs=outputs, use_model_blendshapes=use_model,
+            stats = run(source, tracker, shaper, outputs=outputs, blendshapes=args.blendshapes,
                         limits=Limits(frames=args.frames, duration=args.duration),
                         status=StatusLine(enabled=not args.quiet), preview=preview, control=control,
                         calibrate_seconds=calibration.seconds or DEFAULT_CAPTURE_SECONDS,
@@ -556,13 +592,20 @@ def _open_tracker(args, source):
     if args.demo or args.replay:
         return tracking.Tracker()
     try:
+        # Only "model" insists on the landmarker; "fused" takes its scores when it runs.
         return tracking.open_tracker(args.backend, model_path=args.model, static=source.static,
                                      blendshapes=args.blendshapes == "model")
     except tracking.TrackingError as error:
         raise UsageError(str(error)) from None
 
 
-def _open_recorder(args, source, tracker, use_model: bool):
+def effective_blendshapes(mode: str, backend: str) -> str:
+    """The blendshapes a run really gives: "fused" without the landmarker's scores (Face
+    Mesh, the demo, a take) is the solver's geometry."""
+    return mode if backend == "landmarker" else "solver"
+
+
+def _open_recorder(args, source, tracker, blendshapes: str):
     """The --record writer, opened before any frame so a bad path fails at start."""
     if not args.record:
         return None
@@ -571,6 +614,6 @@ def _open_recorder(args, source, tracker, use_model: bool):
     try:
         return TakeWriter.open(args.record, source_header(
             source, backend=backend, description=f"images {args.images}" if args.images else None,
-            blendshapes="model" if use_model else "solver"))
+            blendshapes=blendshapes))
     except RecordError as error:
         raise UsageError(str(error)) from None

@@ -2,14 +2,21 @@
 
     facemocap-osc export INPUT [INPUT ...] -o OUT --format livelink-csv|csv|json
                          [-j N] [--backend auto|landmarker|facemesh] [--model PATH]
-                         [--blendshapes solver|model] [--force] [--quiet] [--verbose]
+                         [--blendshapes fused|solver|model] [--sequence] [--fps F]
+                         [--force] [--quiet] [--verbose]
 
 Every frame goes through the same stages as the live bridge, without pacing:
-source -> tracker (tracking mode for a video, static mode for images; the backend is
+source -> tracker (tracking mode for a video, static mode for photos; the backend is
 resolved once, before any work, as live: ``auto`` = the FaceLandmarker when its model
-can be had, else the legacy Face Mesh) -> Solver
-(given the frame's capture time) -> Shaper with the default ShapeOptions (the same
-One Euro filter and face-loss handling as live) -> one row. A take (``.jsonl`` /
+can be had, else the legacy Face Mesh) -> Solver in the --blendshapes mode
+(given the frame's capture time and the landmarker's scores) -> Shaper with the
+default ShapeOptions (the same One Euro filter and face-loss handling as live) -> one row.
+
+An image folder or glob is a set of photos, each its own: static tracking, a Solver
+without the automatic neutral or lid history, a still Shaper (no filter, no face-loss
+hold), so every row is what that file alone gives and a photo without a face is a
+neutral row. ``--sequence`` says the images are one video's frames instead: they are
+tracked, solved and smoothed as a video, at --fps. A take (``.jsonl`` /
 ``.jsonl.gz``, read with ``bridge.record.read_take``) already holds landmarks: it
 skips tracking and is re-solved and re-shaped from them, so an export of a take
 matches an export of the video it was recorded from, whatever smoothing the take
@@ -68,7 +75,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from bridge.cli import _positive_int, add_tracking_arguments
+from bridge.cli import _positive_float, _positive_int, add_tracking_arguments
 from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState, pascal_case
 
 PROG = "facemocap-osc export"
@@ -76,7 +83,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = ("livelink-csv", "csv", "json")
 EXTENSIONS = {"livelink-csv": ".csv", "csv": ".csv", "json": ".json"}
 TAKE_SUFFIXES = (".jsonl", ".jsonl.gz")
-IMAGE_FPS = 30.0          # image folders: frame i is at i / 30 s, as live with --fps 30
+IMAGE_FPS = 30.0          # image folders: frame i is at i / --fps s (default 30, as live)
 TAKE_SIZE = (640, 480)    # image size assumed for a take whose header gives none
 
 log = logging.getLogger("facemocap.export")
@@ -349,13 +356,13 @@ class _TakeSource:
             close()
 
 
-def _open_input(path: str, kind: str):
+def _open_input(path: str, kind: str, *, fps: float = IMAGE_FPS, sequence: bool = False):
     from bridge import sources
     try:
         if kind == "take":
             return _TakeSource(path)
         if kind == "images":
-            return sources.open_images(path, fps=IMAGE_FPS)
+            return sources.open_images(path, fps=fps, sequence=sequence)
         return sources.open_video(path, paced=False)
     except sources.SourceError as error:
         raise InputError(str(error)) from None
@@ -387,7 +394,9 @@ class Job:
     format: str
     backend: str | None = None      # concrete: "landmarker" or "facemesh" (None: takes only)
     model: str | None = None        # the landmarker's model file, already located
-    use_model_blendshapes: bool = False
+    blendshapes: str = "fused"      # the Solver's mode (bridge.solve.MODES)
+    sequence: bool = False          # images: one video's frames, not independent photos
+    fps: float = IMAGE_FPS          # images: frame i is at i / fps
 
 
 @dataclass
@@ -436,7 +445,7 @@ def export_one(job: Job, report: Report | None = None, cancelled: Callable[[], b
     """Export one input to job.output. Never raises for a bad input: the Result says.
     ``cancelled()`` is asked between frames; when it says so the output is not written."""
     from bridge import tracking
-    from bridge.pipeline import with_model_blendshapes
+    from bridge.cli import effective_blendshapes
     from bridge.shape import ShapeOptions, Shaper
     from bridge.solve import Solver
 
@@ -446,7 +455,7 @@ def export_one(job: Job, report: Report | None = None, cancelled: Callable[[], b
     source = tracker = None
     temp = None
     try:
-        source = _open_input(job.input, job.kind)
+        source = _open_input(job.input, job.kind, fps=job.fps, sequence=job.sequence)
         if job.kind != "take":
             if job.backend not in ("landmarker", "facemesh"):
                 raise InputError(f"no tracking backend resolved for '{job.input}'")
@@ -458,10 +467,11 @@ def export_one(job: Job, report: Report | None = None, cancelled: Callable[[], b
         report("start", job.id, getattr(source, "frame_count", None))
         info = {"input": job.input, "kind": job.kind,
                 "backend": None if job.kind == "take" else job.backend,
-                "blendshapes": "model" if job.use_model_blendshapes and job.kind != "take" else "solver",
+                "blendshapes": effective_blendshapes(job.blendshapes, None if tracker is None else tracker.backend),
                 "fps": getattr(source, "fps", None)}
         size = getattr(source, "size", None)
-        solver, shaper = Solver(), Shaper(ShapeOptions())
+        still = bool(source.static)   # photos: each row is its file alone
+        solver, shaper = None, Shaper(ShapeOptions(still=still))
         temp, stream = _open_temp(job.output)
         next_report = 0.0
         with stream:
@@ -470,11 +480,10 @@ def export_one(job: Job, report: Report | None = None, cancelled: Callable[[], b
                 if writer is None:
                     info.update(width=frame_size[0], height=frame_size[1])
                     writer = WRITERS[job.format](stream, info)
+                    solver = Solver(*frame_size, blendshapes=job.blendshapes, adapt=not still)
                 state = None
                 if landmarks is not None:
-                    state = solver.solve(landmarks, frame_size, time=t)
-                    if job.use_model_blendshapes and scores:
-                        state = with_model_blendshapes(state, scores)
+                    state = solver.solve(landmarks, frame_size, time=None if still else t, scores=scores)
                 shaped, found = shaper.update(t, state)
                 writer.frame(index, t, found, shaped)
                 result.frames += 1
@@ -664,7 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
                "  facemocap-osc export take.mp4 -o take.csv --format livelink-csv\n"
                "  facemocap-osc export a.mp4 b.mp4 frames/ -o out/ --format json -j 2\n"
-               "INPUT: a video, a folder or glob of images, or a take (.jsonl / .jsonl.gz).\n"
+               "  facemocap-osc export frames/ -o frames.csv --format csv --sequence --fps 25\n"
+               "INPUT: a video, a folder or glob of images, or a take (.jsonl / .jsonl.gz). Images are\n"
+               "photos, each solved on its own (no smoothing), unless --sequence says they are one video.\n"
                "Exit codes: 0 all written, 1 some inputs failed (the others were written),\n"
                "2 bad command line, input or output (nothing was done).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -679,6 +690,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
                    help="export up to N inputs at once, in separate processes (default: 1)")
     add_tracking_arguments(p, what="are written (as live)", takes_note=" (takes need none)")
+    p.add_argument("--sequence", action="store_true",
+                   help="image INPUTs are the frames of one video: tracked, smoothed and solved as a "
+                        "video, frame i at i / --fps s (default: each image is its own photo, solved "
+                        "alone, without smoothing)")
+    p.add_argument("--fps", type=_positive_float, default=IMAGE_FPS,
+                   help=f"frame rate of image INPUTs: the time column, and --sequence's smoothing "
+                        f"(default: {IMAGE_FPS:g})")
     p.add_argument("--force", action="store_true", help="overwrite output files that already exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary lines")
     p.add_argument("--verbose", action="store_true", help="debug logging")
@@ -782,6 +800,10 @@ def main(argv: list[str] | None = None) -> int:
                                  "(Face Mesh has no blendshape model)")
             checked = [check_input(path) for path in args.inputs]
             kinds = [kind for kind, _ in checked]
+            if args.sequence and any(kind != "images" for kind in kinds):
+                path, kind = next((p, k) for p, k in zip(args.inputs, kinds) if k != "images")
+                raise InputError(f"--sequence is for image folders or globs (one video's frames); "
+                                 f"'{path}' is a {kind}")
             plan_outputs(args.inputs, kinds, args.output, args.format, force=args.force, create=False)
             # From here our log lines (a model download, a fallback to Face Mesh, the
             # workers') are shown, above the bar once there is one.
@@ -797,8 +819,10 @@ def main(argv: list[str] | None = None) -> int:
 
         backend = choice.backend if choice is not None else None
         model = str(choice.model_path) if choice is not None and choice.model_path is not None else None
-        use_model = backend == "landmarker" and args.blendshapes == "model"
-        jobs = [Job(i, path, kind, output, args.format, backend, model, use_model)
+        if backend == "facemesh" and args.blendshapes == "fused":   # said once, not refused
+            log.info("--blendshapes fused: the legacy Face Mesh has no blendshape scores, so the values "
+                     "are the geometric solver's alone")
+        jobs = [Job(i, path, kind, output, args.format, backend, model, args.blendshapes, args.sequence, args.fps)
                 for i, (path, kind, output) in enumerate(zip(args.inputs, kinds, outputs))]
         progress = Progress([os.path.basename(os.path.normpath(j.input)) or j.input for j in jobs],
                             totals=[frames for _, frames in checked], enabled=not args.quiet)

@@ -15,7 +15,6 @@ values ease to neutral; the status line says "camera lost, retrying…".
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,8 +24,7 @@ import numpy as np
 from bridge.calibrate import DEFAULT_CAPTURE_SECONDS
 from bridge.record import RecordError
 from bridge.shape import Shaper
-from bridge.solve import Solver, vrm_presets
-from bridge.state import ARKIT_INDEX, FaceState
+from bridge.solve import Solver
 from bridge.tracking import Tracked, TrackingError
 
 log = logging.getLogger("facemocap")
@@ -41,7 +39,6 @@ FAILED_START_FRAMES = 10
 LOST_NOTE = "camera lost, retrying…"   # the status line's note while the source is lost
 _NO_FACE = Tracked(None)
 
-# The VmcEncoder.encode keyword for /VMC/Ext/OK's calibration state (2 calibrating, 3 calibrated).
 
 
 @dataclass
@@ -120,19 +117,6 @@ class Stats:
     tracking_errors: int = 0          # frames the tracker raised on (sent as "no face")
     tracking_error_kinds: set = field(default_factory=set)   # those already logged (one line each)
     tracker_worked: bool = False      # the tracker has returned a result at least once
-
-
-def with_model_blendshapes(state: FaceState, scores: dict[str, float]) -> FaceState:
-    """Replace the solver's ARKit values by the model's (tongueOut stays 0), VRM follows.
-    A score that is not a finite number keeps the solver's value."""
-    b = state.blendshapes.copy()
-    for name, value in scores.items():
-        i = ARKIT_INDEX.get(name)
-        if i is not None and math.isfinite(value):
-            b[i] = value
-    state.blendshapes = np.clip(b, 0.0, 1.0)
-    state.vrm = vrm_presets(state.blendshapes, state.eye_angles)
-    return state
 
 
 class StatusLine:
@@ -226,7 +210,7 @@ def _calibration_request(control, preview, default_seconds: float) -> tuple[floa
     return None
 
 
-def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, use_model_blendshapes: bool,
+def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, blendshapes: str = "fused",
         outputs: list[Output] | None = None,
         limits: Limits = Limits(), status: StatusLine | None = None, preview=None,
         control=None, calibrate_seconds: float = DEFAULT_CAPTURE_SECONDS, on_calibrated=None,
@@ -234,6 +218,11 @@ def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, use_model
     """Process frames until the source ends, a limit is reached or the preview is closed.
 
     outputs: the receivers, each with its own encoder; or one given as encoder + target.
+    blendshapes: the Solver's mode ("fused", "solver" or "model"); frames without the
+    landmarker's scores (Face Mesh, the demo, a take) get the geometric values.
+    With a still shaper (photos) every frame is solved on its own: no automatic
+    neutral, no lid history, no recalibration requests (there is nothing to capture
+    a neutral face from).
     control: a bridge.control.ControlPort (or anything with poll() and address) for
     recalibration requests; calibrate_seconds: their length when they give none;
     on_calibrated(neutral): called on the loop's thread after every finished capture.
@@ -246,7 +235,8 @@ def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, use_model
             raise TypeError("run() needs outputs, or an encoder and a target")
         outputs = [Output(encoder, target)]
     label = TargetsLabel(outputs)
-    solver = Solver()
+    still = shaper.options.still
+    solver = None   # made at the first frame, for its size
     stats = Stats()
     status = status or StatusLine(enabled=False)
     calibrator = shaper.calibrator
@@ -268,14 +258,21 @@ def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, use_model
         if request is not None:
             seconds, who = request
             status.clear()
-            log.info("calibrating for %g s, asked by %s: hold a neutral face", seconds, who)
-            calibrator.start_capture(seconds)
+            if still:
+                log.info("recalibration asked by %s ignored: photos are each their own, there is no "
+                         "neutral face to capture from them", who)
+            else:
+                log.info("calibrating for %g s, asked by %s: hold a neutral face", seconds, who)
+                calibrator.start_capture(seconds)
+        if solver is None:
+            solver = Solver(frame.width or 640, frame.height or 480, blendshapes=blendshapes, adapt=not still)
+            if calibrator.neutral is not None:   # a --profile
+                solver.set_neutral(calibrator.neutral)
         tracked = _NO_FACE if lost else _track(tracker, frame, stats, status)
         state = None
         if tracked.landmarks is not None:
-            state = solver.solve(tracked.landmarks, (frame.width, frame.height), time=frame.time)
-            if use_model_blendshapes and tracked.blendshapes:
-                state = with_model_blendshapes(state, tracked.blendshapes)
+            state = solver.solve(tracked.landmarks, (frame.width, frame.height),
+                                 time=None if still else frame.time, scores=tracked.blendshapes)
         if recorder is not None:
             try:
                 recorder.write_frame(frame, tracked.landmarks, state)
@@ -300,6 +297,7 @@ def run(source, tracker, shaper: Shaper, encoder=None, target=None, *, use_model
                 output.failed(error, status)
         neutral = calibrator.take_finished()
         if neutral is not None:
+            solver.set_neutral(neutral)
             status.clear()
             log.info("calibrated: neutral face captured")
             if on_calibrated is not None:

@@ -1,6 +1,11 @@
 """Shaping the solved values before they go out: neutral calibration (see
 bridge/calibrate.py), smoothing, face loss, mirroring.
 
+Photos (``ShapeOptions(still=True)``: an image folder whose files are each their own
+photo) get only the calibration and the mirror: no filter, no face-loss hold or
+easing, nothing carried from one frame to the next, so each photo's output is what
+that photo alone gives; a photo without a face is the neutral state.
+
 The One Euro filter (Casiez et al. 2012) runs on every channel at once. Its
 cutoff rises with speed, so a still face is smoothed hard (no jitter) while a
 blink or a head turn gets through with little lag. Channels have different units,
@@ -89,6 +94,7 @@ class ShapeOptions:
     hold_seconds: float = HOLD_SECONDS
     ease_seconds: float = EASE_SECONDS
     adaptive_range: bool = False   # per-channel running-max scaling (bridge.calibrate.AdaptiveRange)
+    still: bool = False            # every frame is its own photo: no filter, no face-loss handling
 
 
 class Shaper:
@@ -100,6 +106,9 @@ class Shaper:
     """
 
     def __init__(self, options: ShapeOptions = ShapeOptions()):
+        if options.still and options.adaptive_range:
+            # A running maximum is history: photos are each their own.
+            raise ValueError("adaptive range needs a sequence of frames, not independent photos")
         self.options = options
         self.calibrator = Calibrator(adaptive_range=options.adaptive_range)
         self.filter = OneEuroFilter(options.min_cutoff, options.beta, scale=UNIT_SCALE)
@@ -116,9 +125,15 @@ class Shaper:
         # Every frame, face or not: a capture window counts time, not only faces.
         given, state = state, self.calibrator.process(t, state)
         if state is not None:
-            self._lost_since = None
-            self._last = self.filter(t, vector if state is given else state.vector())
-            out, tracking = self._last, True
+            vector = vector if state is given else state.vector()
+            if self.options.still:
+                out, tracking = vector, True
+            else:
+                self._lost_since = None
+                self._last = self.filter(t, vector)
+                out, tracking = self._last, True
+        elif self.options.still:
+            out, tracking = FaceState.neutral().vector(), False
         else:
             out, tracking = self._lost(t), False
         shaped = FaceState.from_vector(out).sanitized()
@@ -141,7 +156,8 @@ class Shaper:
             last = self._last_input if self._last_input is not None else FaceState.neutral().vector()
             v = np.where(finite, v, last)
             state = FaceState.from_vector(v)
-        self._last_input = v
+        if not self.options.still:   # a photo's gaps are filled from neutral, never from another photo
+            self._last_input = v
         return state, v
 
     def _lost(self, t: float) -> np.ndarray:

@@ -76,7 +76,7 @@ class Source:
     """Base class / protocol: iterate for frames, then ``close()``."""
 
     name: str = "source"
-    static: bool = False          # True for image folders (tracking uses static mode)
+    static: bool = False          # True for photos: unrelated images, each tracked and solved alone
     fps: float = DEFAULT_FPS
     dropped: int = 0              # frames dropped because the consumer was slow (camera)
     frame_count: int | None = None  # number of frames, when known in advance
@@ -596,12 +596,13 @@ def _read_image(path: str) -> np.ndarray | None:
 
 
 class ImageSource(_ThreadedSource):
-    static = True
     latest_wins = False
     queue_size = VIDEO_QUEUE
 
-    def __init__(self, pattern: str, *, fps: float):
+    def __init__(self, pattern: str, *, fps: float, sequence: bool = False):
         super().__init__()
+        # Photos are unrelated images (static tracking); a sequence is one video's frames.
+        self.static = not sequence
         if os.path.isdir(pattern):
             files = [
                 os.path.join(pattern, f)
@@ -643,12 +644,14 @@ class ImageSource(_ThreadedSource):
         self._first = None
 
 
-def open_images(pattern: str, *, fps: float = DEFAULT_FPS) -> Source:
+def open_images(pattern: str, *, fps: float = DEFAULT_FPS, sequence: bool = False) -> Source:
     """A folder (every .png/.jpg/.jpeg/.bmp/.webp in it) or a glob pattern, sorted by
     file name (numbers in names compare as numbers: 2 before 10), one frame each.
     Times are ``index / fps``. An unreadable first image is a SourceError; a later
-    one is skipped with a warning (its index is left out)."""
-    return ImageSource(os.fspath(pattern), fps=fps)
+    one is skipped with a warning (its index is left out).
+    ``sequence``: the files are the frames of one video (``static`` is False: tracked
+    as a video); otherwise each is its own photo (``static`` is True)."""
+    return ImageSource(os.fspath(pattern), fps=fps, sequence=sequence)
 
 
 # --------------------------------------------------------------------------- demo

@@ -228,7 +228,8 @@ def test_calibrate_saves_a_profile_that_a_later_run_uses(config_home):
     assert proc.returncode == 0, proc.stderr
     path = config_home / "facemocap-osc" / "profiles" / "t1.json"
     data = json.loads(path.read_text())
-    assert data["version"] == 1 and len(data["blendshapes"]) == 52
+    from bridge.solve.geometry import MEASURES
+    assert data["version"] == 2 and len(data["measures"]) == len(MEASURES)
     for frame in frames_from(datagrams):
         check_frame_is_well_formed(frame)
     proc, datagrams = run_tracker("--demo", "--fast", "--frames", "5", "--profile", "t1", "--control-port", "0")
@@ -254,11 +255,11 @@ def test_missing_profile_exits_2_with_one_line(config_home):
 def test_corrupt_profile_exits_2_naming_the_file_and_key(config_home):
     folder = config_home / "facemocap-osc" / "profiles"
     folder.mkdir(parents=True)
-    (folder / "alice.json").write_text('{"version": 1, "blendshapes": {"eyeBlinkLeft": "x"}}')
+    (folder / "alice.json").write_text('{"version": 2, "measures": {"eye_open_L": "x"}}')
     proc = run_quiet("--demo", "--profile", "alice")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "alice.json: key 'blendshapes.eyeBlinkLeft' must be a number" in lines[0]
+    assert len(lines) == 1 and "alice.json: key 'measures.eye_open_L' must be a number" in lines[0]
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -551,7 +551,7 @@ def test_auto_downloads_the_model_once_in_the_parent(tmp_path, capsys, monkeypat
     assert len([line for line in lines if " -> " in line]) == 2 and not [x for x in lines if "error" in x]
     for name, frames in (("a.json", 2), ("b.json", 3)):
         doc = json.loads((out / name).read_text())
-        assert (doc["backend"], doc["blendshapes"], doc["frameCount"]) == ("landmarker", "solver", frames)
+        assert (doc["backend"], doc["blendshapes"], doc["frameCount"]) == ("landmarker", "fused", frames)
     # Cached now: the next export downloads nothing.
     assert main([str(a), "-o", str(tmp_path / "again.csv"), "--format", "csv", "--quiet"]) == 0
     assert model_server.hits.get("/face_landmarker.task", 0) == before + 1
@@ -561,7 +561,8 @@ def test_auto_downloads_the_model_once_in_the_parent(tmp_path, capsys, monkeypat
 def test_model_given_is_used_without_a_download(tmp_path, no_model_anywhere):
     images = blank_images(tmp_path / "blank", 2)
     hits = dict(no_model_anywhere.hits)
-    for extra, blendshapes in (([], "solver"), (["--blendshapes", "model"], "model"),
+    for extra, blendshapes in (([], "fused"), (["--blendshapes", "solver"], "solver"),
+                               (["--blendshapes", "model"], "model"),
                                (["--backend", "landmarker", "--blendshapes", "model"], "model")):
         out = tmp_path / f"{blendshapes}{len(extra)}.json"
         assert main([str(images), "-o", str(out), "--format", "json", "--model", str(MODEL_FILE), "--quiet",
@@ -664,9 +665,9 @@ def test_d18_csv_and_json_agree_with_live_link(d18_exports):
                                                                           abs=1e-5)
     doc = json.loads(d18_exports["json"].read_text())
     assert doc["frameCount"] == doc["faceCount"] == len(doc["frames"]) == 216
-    # auto: the landmarker (its model downloaded from the tests' local server), our solver's values
+    # auto: the landmarker (its model downloaded from the tests' local server), fused values by default
     assert (doc["width"], doc["height"], doc["fps"], doc["backend"]) == (480, 480, 30.0, "landmarker")
-    assert doc["blendshapes"] == "solver"
+    assert doc["blendshapes"] == "fused"
     assert [f["blendshapes"]["jawOpen"] for f in doc["frames"]] == pytest.approx(
         column(cheader, crows, "jawOpen"), abs=1e-6)
     assert [f["frame"] for f in doc["frames"]] == list(range(216))

@@ -404,7 +404,7 @@ def _replay_datagrams(path, *, paced=False) -> list[bytes]:
     shaper = Shaper()
     shaper.calibrator.start_capture(0.5)
     stats = run(source, tracking.Tracker(), shaper, VmcEncoder(), target,
-                use_model_blendshapes=False)
+                blendshapes="solver")
     source.close()
     assert source.error is None
     assert stats.frames == 60 and 0 < stats.faces < 60

@@ -115,7 +115,7 @@ def test_a_lost_camera_keeps_sending_tracking_0_and_resumes_when_it_is_back(capl
     received, stream = Collect(), io.StringIO()
     with caplog.at_level(logging.INFO, logger="facemocap"):
         stats = run(source, FaceInEveryImage(), Shaper(), outputs=[vmc_output(received)],
-                    use_model_blendshapes=False, status=status_to(stream), preview=Show())
+                    blendshapes="solver", status=status_to(stream), preview=Show())
     source.close()
     kinds = "".join("L" if lost else "F" for lost, _, _ in seen)
     assert re.fullmatch("F+L{10,}F{5}", kinds), kinds     # frames, no frames for a while, frames again
@@ -146,7 +146,7 @@ def test_face_lost_holds_eases_to_neutral_and_comes_back_without_a_jump(back_aft
     frames = face_frames(back_at + 10, face=lambda i: not lost_from <= i < back_at,
                          expression=lambda i: before if i < lost_from else after)
     keep = Keep()
-    stats = run(frames, Tracker(), Shaper(), outputs=[Output(keep, Collect())], use_model_blendshapes=False)
+    stats = run(frames, Tracker(), Shaper(), outputs=[Output(keep, Collect())], blendshapes="solver")
     sent = keep.sent
     assert [tracking for _, tracking, _ in sent] == [not lost_from <= i < back_at for i in range(len(frames))]
     assert stats.faces == len(frames) - (back_at - lost_from)
@@ -332,7 +332,7 @@ def test_failing_targets_cost_tracking_and_the_other_targets_nothing(monkeypatch
         outputs = [vmc_output(by_name, "vmc@localhost"), Output(load_preset("vrchat").encoder(), dead, "vrchat@dead"),
                    vmc_output(full, "vmc@full"), Output(load_preset("osc").encoder(), osc, "osc")]
         with caplog.at_level(logging.WARNING, logger="facemocap.send"):
-            stats = run(face_frames(n), Tracker(), Shaper(), outputs=outputs, use_model_blendshapes=False)
+            stats = run(face_frames(n), Tracker(), Shaper(), outputs=outputs, blendshapes="solver")
     finally:
         vmc_rx.close()
         osc_rx.close()
@@ -364,7 +364,7 @@ def test_an_output_that_raises_is_counted_and_logged_once_and_the_others_go_on(c
     good = Collect()
     outputs = [Output(Broken(), Collect(), "broken"), vmc_output(good, "good")]
     with caplog.at_level(logging.ERROR, logger="facemocap"):
-        stats = run(face_frames(10), Tracker(), Shaper(), outputs=outputs, use_model_blendshapes=False)
+        stats = run(face_frames(10), Tracker(), Shaper(), outputs=outputs, blendshapes="solver")
     assert len(frames_from(good.datagrams)) == 10 and stats.frames == 10
     assert outputs[0].failed_frames == 10 and outputs[1].failed_frames == 0
     lines = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
@@ -380,7 +380,7 @@ def test_a_tracker_that_raises_on_a_frame_sends_it_as_no_face(caplog):
 
     received = Collect()
     with caplog.at_level(logging.ERROR, logger="facemocap"):
-        stats = run(face_frames(10), Odd(), Shaper(), outputs=[vmc_output(received)], use_model_blendshapes=False)
+        stats = run(face_frames(10), Odd(), Shaper(), outputs=[vmc_output(received)], blendshapes="solver")
     assert [f["ok"][3] for f in frames_from(received.datagrams)] == [1, 0] * 5
     assert stats.tracking_errors == 5 and stats.faces == 5
     assert len([r for r in caplog.records if "tracking failed" in r.getMessage()]) == 1
@@ -397,7 +397,7 @@ def test_a_tracker_that_never_works_stops_the_run():
 
     received = Collect()
     with pytest.raises(TrackingError) as info:
-        run(face_frames(50), Broken(), Shaper(), outputs=[vmc_output(received)], use_model_blendshapes=False)
+        run(face_frames(50), Broken(), Shaper(), outputs=[vmc_output(received)], blendshapes="solver")
     message = str(info.value)
     assert f"first {FAILED_START_FRAMES} frames" in message and "no attribute 'solutions'" in message
     assert "\n" not in message
@@ -414,7 +414,7 @@ def test_a_tracker_that_worked_once_keeps_going_through_errors():
             return super().track(frame)
 
     stats = run(face_frames(3 * FAILED_START_FRAMES), LaterBroken(), Shaper(), outputs=[vmc_output(Collect())],
-                use_model_blendshapes=False)
+                blendshapes="solver")
     assert stats.frames == 3 * FAILED_START_FRAMES and stats.tracking_errors == 3 * FAILED_START_FRAMES - 1
 
 
@@ -445,9 +445,10 @@ def test_the_cli_exits_2_when_the_tracker_never_works(monkeypatch, capsys, caplo
 
 
 def test_nan_blendshape_scores_from_the_model_keep_the_solvers_values():
-    from bridge.pipeline import with_model_blendshapes
-    state = Solver().solve(FACE.landmarks(Expression(jaw=0.8), *SIZE))
-    out = with_model_blendshapes(state.sanitized(), {"jawOpen": float("nan"), "eyeBlinkLeft": 0.5})
+    points = FACE.landmarks(Expression(jaw=0.8), *SIZE)
+    state = Solver(*SIZE, blendshapes="solver").solve(points, SIZE)
+    out = Solver(*SIZE, blendshapes="model").solve(points, SIZE,
+                                                   scores={"jawOpen": float("nan"), "eyeBlinkLeft": 0.5})
     assert out.blendshape("jawOpen") == state.blendshape("jawOpen") and out.blendshape("eyeBlinkLeft") == 0.5
     assert np.isfinite(out.vector()).all()
 
@@ -475,7 +476,8 @@ def nothing_arrived(sock) -> bool:
 
 
 def _profile_text(**changes) -> str:
-    data = neutral_to_dict(Neutral(np.zeros(52), np.zeros(3), np.zeros((2, 2)), np.array([0.0, 0.0, -0.5])))
+    from bridge.solve.geometry import PRIOR_VECTOR
+    data = neutral_to_dict(Neutral(PRIOR_VECTOR, np.zeros(52), np.zeros(3), np.array([0.0, 0.0, -0.5])))
     for dotted, value in changes.items():
         *parents, key = dotted.split(".")
         table = data
@@ -498,12 +500,12 @@ BAD_PRESETS = {   # name: (text after the valid part, what the one line must say
     "digits": ("[channels.gain]\njawOpen = " + "9" * 5000 + "\n", "too many digits"),
 }
 BAD_PROFILES = {
-    "number": (_profile_text(**{"blendshapes.jawOpen": "x"}), "key 'blendshapes.jawOpen'"),
+    "number": (_profile_text(**{"measures.lip_gap": "x"}), "key 'measures.lip_gap'"),
     "nan": (_profile_text(**{"head_angles.yaw": float("nan")}), "key 'head_angles.yaw'"),
-    "range": (_profile_text(**{"blendshapes.jawOpen": 2}), "key 'blendshapes.jawOpen'"),
+    "range": (_profile_text(**{"model.jawOpen": 2}), "key 'model.jawOpen'"),
     "json": ('{"version": 1,', "not valid JSON"),
     "deep": ("[" * 100000 + "]" * 100000, "nested too deeply"),
-    "digits": (_profile_text().replace('"version": 1', '"version": 1' + "0" * 5000), "too many digits"),
+    "digits": (_profile_text().replace('"version": 2', '"version": 2' + "0" * 5000), "too many digits"),
 }
 
 
