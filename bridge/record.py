@@ -116,7 +116,7 @@ def source_header(source, *, backend: str, description: str | None = None,
     backend: "facemesh", "landmarker" or "demo"; a replayed take keeps its own.
     description: the source as the user named it (default: the video's path, or the
     source's name: "camera 0", "demo", "images (12 files)", ...).
-    blendshapes: "solver" or "model": whose ARKit values the recorded states hold.
+    blendshapes: "fused", "solver" or "model": whose ARKit values the recorded states hold.
     """
     if isinstance(source, ReplaySource):
         backend = source.header.get("backend", backend)

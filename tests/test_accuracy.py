@@ -1,24 +1,26 @@
-"""The labelled-frame targets of bench/accuracy.py, asserted through the harness itself.
+"""The label targets of bench/accuracy.py (issue 11), asserted through the harness itself.
 
-Our tracker + Solver on ../shared/data/frames/*.png, scored by the harness's own
-functions and thresholds (eye closed: eyeBlink >= 0.5; mouth open: jawOpen >= 0.3;
-smiling: max(mouthSmileLeft, mouthSmileRight) >= 0.5). Targets: eyes on every frame
-(`lowered` = open), mouth on every frame, smile on >= 95 % of them.
+Every labelled clip of ../shared/data/labels/clips.csv is tracked once for the whole
+module (the `evaluation` fixture: each clip from frame 0 up to its last labelled frame,
+every available backend in the same decode), solved in every output, and read off
+in its video (tracking / VIDEO mode, capture times) and as photos (IMAGE mode, a fresh
+Solver(adapt=False) per photo). Outputs: fused (landmarker only), geometric (the
+Solver on each backend's landmarks alone) and the model (MediaPipe's scores).
 
-Every data test runs once per tracking backend (bench/accuracy.py --backend): the
-legacy Face Mesh (skipped when the installed mediapipe has none) and the Tasks Face
-Landmarker (skipped when the shared model is absent).
+Targets, with the harness's thresholds (eye closed: eyeBlink >= 0.5; mouth open:
+jawOpen >= 0.25; smiling: max(mouthSmile) >= 0.5): fused eyes 100 % (wink sides
+right), mouth >= 97 %, smile >= 95 %, AUC >= 0.97 eyes/mouth/smile and >= 0.9 brows and
+lips, and never below the model; geometric eyes 100 %, mouth and smile within 3 points
+of the model; closed eyes >= 0.9 and lowered <= 0.35 in video; rest <= 0.15 per person.
 
-The solver is being improved: assertions that miss today are marked
-xfail(strict=False) one by one, per backend, with the reading at the time of
-writing, so a fix shows up as XPASS and any other frame that breaks fails. No
-correlation or timing assertions: those are benchmark output (docs/accuracy.md).
+Those are what the solver is being tuned towards: the ones that miss today are marked
+xfail(strict=True) with the reading at the time of writing (XFAIL below), so a fix
+shows up as an XPASS failure and the mark must go. Thresholds are never loosened here.
+Tests without data check the harness's own rules.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -29,9 +31,9 @@ from support import backend_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-LABELS = DATA / "frames" / "labels.csv"
+LABELS = DATA / "labels" / "clips.csv"
 MODEL = DATA / "models" / "face_landmarker.task"
-NO_DATA = f"real test data not found: {LABELS} (the shared data lives in ../shared/data; see its SOURCES.md)"
+SIDE_PROFILE = "3ddfa_pavan_Side_profile"      # the face-lost clip: no labels, a face on < 4 % of frames
 
 
 def _load_harness():
@@ -43,194 +45,269 @@ def _load_harness():
 
 
 acc = _load_harness()
+M, T = acc.metrics, acc.targets
 
-needs_data = pytest.mark.skipif(not LABELS.exists(), reason=NO_DATA)
+NO_DATA = (f"real test data not found: {LABELS} or {MODEL} (the shared data lives in ../shared/data; "
+           "see its SOURCES.md)")
+HAVE_DATA = LABELS.is_file() and MODEL.is_file()
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason=NO_DATA)
 
+MODES = ("in_video", "as_photo")
+GEOMETRIC = {b: acc.geometric(b).key for b in acc.BACKENDS}
+SKIP = {b: backend_skip(b) for b in acc.BACKENDS}
 
-BACKENDS = acc.BACKENDS
-SKIP = {b: backend_skip(b) for b in BACKENDS}
-
-
-def _label_files() -> list[str]:
-    if not LABELS.exists():
-        return ["(no data)"]   # collected, then skipped with NO_DATA
-    with open(LABELS, newline="") as f:
-        return [row["file"] for row in csv.DictReader(f)]
-
-
-# Misses of the solver today, per backend, on the frames as still photos (static /
-# IMAGE mode, no capture times), with why. In their video (how a live tracker sees
-# them, and how the targets are scored) see IN_VIDEO_MISSES.
-KNOWN_MISSES = {
-    ("facemesh", "eyes", "d3_f0130.png"): "lowered (downcast) eyes read as closed (blink 1.00 / 1.00): a still "
-                                          "image has no capture time, so the solver's lid-speed test (LidWatch) "
-                                          "cannot call them lowered",
-    ("landmarker", "eyes", "d3_f0130.png"): "lowered (downcast) eyes read as closed (blink 1.00 / 1.00): a still "
-                                            "image has no capture time, so the solver's lid-speed test (LidWatch) "
-                                            "cannot call them lowered",
-    ("landmarker", "eyes", "d3_f0020.png"): "left-eye squint/wink reads open (blink 0.09 / 0.00; Face Mesh 0.97): "
-                                            "the landmarker puts the squinted eye's lower lid lower (lid gap 0.093 "
-                                            "vs 0.034 eye widths in image space, before any fit; openness 0.147 vs "
-                                            "0.062, the blink ramp runs from 0.17 down to 0.05). A landmark "
-                                            "difference, not depth: the two meshes' z agree (ratio 1.00)",
-}
-SMILE_XFAIL = {
-    "facemesh": ("as a still, d18_f0140.png (wide open-mouth laugh) reads mouthSmile 0.33 / 0.13 < 0.5 (Face Mesh "
-                 "static mode places the corners lower than tracking mode does), so 13/14 = 93 % < 95 %"),
-}
-# In their video: the targets (eyes 100 %, mouth 100 %, smile >= 95 %) per backend.
-IN_VIDEO_MISSES = {
-    ("landmarker", "eyes"): ("d3_f0020.png (left-eye squint/wink) reads blink 0.21 / 0.00 < 0.5 (Face Mesh: "
-                             "0.80): the landmarker's lower lid sits lower on the squinted eye (aligned openness "
-                             "0.134 vs 0.084), a landmark difference, not depth (z scale 0.5-1.0 moves it only "
-                             "0.129-0.146), so 13/14"),
-    ("landmarker", "smile"): ("d3_f0020.png (grimace, labelled not smiling) reads mouthSmileLeft 0.54 >= 0.5 (Face "
-                              "Mesh 0.12; the model 0.40): the frame ends a one-sided grimace (frames 10-19 read "
-                              "0.71-0.98 on both backends) and the landmarker's left corner is still 4 px higher "
-                              "and 2 px wider, so 13/14 = 93 % < 95 %"),
-}
+# Assertions that miss today (test id -> the measured reading). strict: a pass fails.
+XFAIL: dict[str, str] = {}
 
 
-def _backend_params(*, smile_stills: bool = False):
-    out = []
-    for backend in BACKENDS:
-        marks = [pytest.mark.skipif(SKIP[backend] is not None, reason=SKIP[backend] or "")]
-        if smile_stills and backend in SMILE_XFAIL:
-            marks.append(pytest.mark.xfail(strict=False, reason=f"solver being improved: {SMILE_XFAIL[backend]}"))
-        out.append(pytest.param(backend, id=backend, marks=marks))
+def _param(*values, id: str, backend: str | None = None):
+    marks = []
+    if backend and SKIP[backend]:
+        marks.append(pytest.mark.skip(reason=SKIP[backend]))
+    if id in XFAIL:
+        marks.append(pytest.mark.xfail(strict=True, reason=f"solver being tuned: {XFAIL[id]}"))
+    return pytest.param(*values, id=id, marks=marks)
+
+
+@pytest.fixture(scope="module")
+def evaluation():
+    """Every labelled clip tracked once (to its last labelled frame) by every backend
+    this environment has, solved in every output; in video and as photos."""
+    if not HAVE_DATA:
+        pytest.skip(NO_DATA)
+    clips = sorted({label.clip for label in acc.read_labels(DATA)})
+    return acc.evaluate(DATA, clips, acc.available_backends(DATA), to_last_label=True)
+
+
+def _scores(ev, key: str, mode: str):
+    readings = getattr(ev, mode)[key]
+    return M.accuracy(ev.labels, readings), M.separability(ev.labels, readings)
+
+
+def _misses(score) -> str:
+    return "; ".join(f"{m.clip} {m.frame} {m.label} -> {m.got} ({m.values})" for m in score.misses) or "none"
+
+
+# =============================================================================== fused
+
+@needs_data
+@pytest.mark.parametrize("mode, category", [_param(m, c, id=f"fused-{m}-{c}") for m in MODES for c in T.ACCURACY])
+def test_fused_accuracy(evaluation, mode, category):
+    score = _scores(evaluation, acc.FUSED.key, mode)[0][category]
+    assert score.total > 0, f"no labelled frame scores {category}"
+    assert score.fraction >= T.ACCURACY[category], (
+        f"fused {category} {mode}: {score} < {T.ACCURACY[category]:.0%}; misses: {_misses(score)}")
+
+
+@needs_data
+@pytest.mark.parametrize("mode, contrast", [_param(m, c, id=f"fused-{m}-auc-{c.replace(' ', '_')}")
+                                            for m in MODES for c in T.AUC])
+def test_fused_auc(evaluation, mode, contrast):
+    sep = _scores(evaluation, acc.FUSED.key, mode)[1][contrast]
+    assert sep.auc is not None, f"{contrast}: a class is missing ({sep.positives} / {sep.negatives})"
+    assert sep.auc >= T.AUC[contrast], (f"fused {contrast} AUC {mode} {sep.auc:.3f} < {T.AUC[contrast]} "
+                                        f"({sep.positives} positives / {sep.negatives} negatives)")
+
+
+@needs_data
+@pytest.mark.parametrize("mode", [_param(m, id=f"fused-{m}-not-below-model") for m in MODES])
+def test_fused_never_below_the_model(evaluation, mode):
+    acc_f, sep_f = _scores(evaluation, acc.FUSED.key, mode)
+    acc_m, sep_m = _scores(evaluation, acc.MODEL.key, mode)
+    below = [f"{c} {acc_f[c]} < model {acc_m[c]}" for c in M.ACCURACY_CATEGORIES
+             if acc_f[c].fraction < acc_m[c].fraction]
+    below += [f"{n} AUC {sep_f[n].auc:.3f} < model {sep_m[n].auc:.3f}" for n in M.CONTRAST_NAMES
+              if sep_f[n].auc is not None and sep_m[n].auc is not None and sep_f[n].auc < sep_m[n].auc]
+    assert not below, f"fused below the model {mode}: " + "; ".join(below)
+
+
+# =============================================================================== geometric
+
+@needs_data
+@pytest.mark.parametrize("backend, mode", [_param(b, m, id=f"geometric-{b}-{m}-eyes", backend=b)
+                                           for b in acc.BACKENDS for m in MODES])
+def test_geometric_eyes(evaluation, backend, mode):
+    score = _scores(evaluation, GEOMETRIC[backend], mode)[0]["eyes"]
+    assert score.total > 0
+    assert score.fraction >= T.GEOMETRIC_EYES, f"geometric ({backend}) eyes {mode}: {score}; misses: {_misses(score)}"
+
+
+@needs_data
+@pytest.mark.parametrize("backend, mode, category", [_param(b, m, c, id=f"geometric-{b}-{m}-{c}-vs-model", backend=b)
+                                                     for b in acc.BACKENDS for m in MODES
+                                                     for c in ("mouth", "smile")])
+def test_geometric_within_3_points_of_the_model(evaluation, backend, mode, category):
+    ours = _scores(evaluation, GEOMETRIC[backend], mode)[0][category]
+    model = _scores(evaluation, acc.MODEL.key, mode)[0][category]
+    assert ours.fraction >= model.fraction - T.GEOMETRIC_BEHIND_MODEL - 1e-12, (
+        f"geometric ({backend}) {category} {mode}: {ours} vs the model's {model}; misses: {_misses(ours)}")
+
+
+# =============================================================================== eyes in video, rest
+
+def _our_outputs(id_part: str):
+    out = [_param(acc.FUSED.key, id=f"fused-{id_part}", backend="landmarker")]
+    out += [_param(GEOMETRIC[b], id=f"geometric-{b}-{id_part}", backend=b) for b in acc.BACKENDS]
     return out
 
 
-def _params(category: str):
-    """(backend, file) for every labelled file, with the backend's skip and the known misses."""
-    out = []
-    for backend in BACKENDS:
-        for name in _label_files():
-            marks = [pytest.mark.skipif(SKIP[backend] is not None, reason=SKIP[backend] or "")]
-            reason = KNOWN_MISSES.get((backend, category, name))
-            if reason:
-                marks.append(pytest.mark.xfail(strict=False, reason=f"solver being improved: {reason}"))
-            out.append(pytest.param(backend, name, id=f"{backend}-{name}", marks=marks))
-    return out
-
-
-def _target_params():
-    out = []
-    for backend in BACKENDS:
-        for category in acc.CATEGORIES:
-            marks = [pytest.mark.skipif(SKIP[backend] is not None, reason=SKIP[backend] or "")]
-            reason = IN_VIDEO_MISSES.get((backend, category))
-            if reason:
-                marks.append(pytest.mark.xfail(strict=False, reason=f"solver being improved: {reason}"))
-            out.append(pytest.param(backend, category, id=f"{backend}-{category}", marks=marks))
-    return out
-
-
-@functools.lru_cache(maxsize=None)
-def _in_video(backend: str) -> dict:
-    return {f.file: f for f in acc.labelled_in_video(DATA, backend=backend)}
-
-
-@functools.lru_cache(maxsize=None)
-def _stills(backend: str) -> dict:
-    return {f.file: f for f in acc.labelled_frames(DATA, with_model=False, backend=backend)}
+@needs_data
+@pytest.mark.parametrize("key", _our_outputs("closed-eyes-reach-0.9"))
+def test_closed_eyes_reach_0_9_in_video(evaluation, key):
+    low = []
+    for label in evaluation.labels:
+        if label.eyes != "closed":
+            continue
+        r = evaluation.in_video[key][label.key]
+        blink = (-1.0, -1.0) if r is None else (M.value(r, "eyeBlinkLeft"), M.value(r, "eyeBlinkRight"))
+        if min(blink) < T.CLOSED_BLINK:
+            seen = "no face" if r is None else f"{blink[0]:.2f} / {blink[1]:.2f}"
+            low.append(f"{label.clip} {label.frame}: {seen}")
+    assert not low, f"{key}: closed eyes below {T.CLOSED_BLINK}: " + "; ".join(low)
 
 
 @needs_data
-@pytest.mark.parametrize("backend, category", _target_params())
-def test_in_video_every_labelled_frame_is_scored_right(backend, category):
-    """The targets: eyes 100 % (lowered = open), mouth 100 %, smile >= 95 %, each frame
-    seen as frame N of its clip with the clip's capture times (bench/accuracy.py (a))."""
-    in_video = _in_video(backend)
-    score = acc.labelled_scores(list(in_video.values()))[category]
-    if category == "eyes":
-        assert score.correct == score.total == len(in_video), score.misses
-    elif category == "mouth":
-        assert score.correct == score.total, score.misses
-    else:
-        assert score.fraction >= acc.TARGET_SMILE, score.misses
+@pytest.mark.parametrize("key", _our_outputs("lowered-eyes-at-most-0.35"))
+def test_lowered_eyes_stay_low_in_video(evaluation, key):
+    lowered = [label for label in evaluation.labels if label.eyes == "lowered"]
+    assert lowered, "no labelled lowered eyes"
+    high = []
+    for label in lowered:
+        r = evaluation.in_video[key][label.key]
+        blink = None if r is None else max(M.value(r, "eyeBlinkLeft"), M.value(r, "eyeBlinkRight"))
+        if blink is None or blink > T.LOWERED_BLINK:
+            high.append(f"{label.clip} {label.frame}: " + ("no face" if blink is None else f"{blink:.2f}"))
+    assert not high, f"{key}: lowered eyes above {T.LOWERED_BLINK}: " + "; ".join(high)
 
 
 @needs_data
-@pytest.mark.parametrize("backend", _backend_params())
-def test_in_video_lowered_eyes_are_not_a_blink_and_closed_ones_reach_0_9(backend):
-    in_video = _in_video(backend)
-    lowered = in_video["d3_f0130.png"].solver
-    assert max(lowered["eyeBlinkLeft"], lowered["eyeBlinkRight"]) < acc.BLINK_CLOSED
-    for name, f in in_video.items():
-        if f.eyes == "closed":
-            assert min(f.solver["eyeBlinkLeft"], f.solver["eyeBlinkRight"]) >= 0.9, name
+@pytest.mark.parametrize("key", _our_outputs("rest-per-person"))
+def test_rest_level_per_person(evaluation, key):
+    """On each person's neutral frames after SETTLE_SECONDS, in video: every channel <= 0.15."""
+    rests = {clip: M.rest_level(evaluation.labels_of(clip), evaluation.in_video[key], run.fps)
+             for clip, run in evaluation.runs.items()}
+    assert any(r.counted for r in rests.values()), "no neutral labelled frame after the settling time"
+    high = [f"{clip} {r.level:.2f} ({r.channel} @{r.frame})" for clip, r in rests.items()
+            if r.level is not None and r.level > T.REST]
+    assert not high, f"{key}: rest above {T.REST}: " + "; ".join(high)
 
 
 @needs_data
-@pytest.mark.parametrize("backend, name", _params("eyes"))
-def test_labelled_eyes(backend, name):
-    f = _stills(backend)[name]
-    assert f.solver is not None, f"{name}: {acc.TRACKER_NAMES[backend]} found no face"
-    assert acc.judge(f)["eyes"], (f"{name}: labelled {f.eyes}{' ' + f.eye_side if f.eye_side else ''}, "
-                                  f"solver reads {acc.predict(f.solver)['eyes']} (eyeBlinkLeft "
-                                  f"{f.solver['eyeBlinkLeft']:.2f}, eyeBlinkRight {f.solver['eyeBlinkRight']:.2f})")
+def test_every_labelled_frame_is_read(evaluation):
+    """Each labelled frame has a reading slot in both modes, and the tracking stopped no
+    earlier than its clip's last labelled frame."""
+    for o in evaluation.outputs:
+        for mode in MODES:
+            assert set(getattr(evaluation, mode)[o.key]) == {label.key for label in evaluation.labels}, (o.key, mode)
+    for clip, run in evaluation.runs.items():
+        assert run.n > max(label.frame for label in evaluation.labels_of(clip)), clip
 
 
 @needs_data
-@pytest.mark.parametrize("backend, name", _params("mouth"))
-def test_labelled_mouth(backend, name):
-    f = _stills(backend)[name]
-    assert f.solver is not None, f"{name}: {acc.TRACKER_NAMES[backend]} found no face"
-    ok = acc.judge(f)["mouth"]
-    if ok is None:
-        pytest.skip(f"{name}: mouth labelled {f.mouth}, not scored")
-    assert ok, f"{name}: labelled {f.mouth}, jawOpen {f.solver['jawOpen']:.2f} (open at >= {acc.JAW_OPEN})"
+def test_face_lost_clip_is_reported_not_invented():
+    """The side profile (no labels; a face on under 4 % of its frames): the outputs are
+    NaN wherever the tracker found no face, and r is not computed from nothing."""
+    assert SIDE_PROFILE not in {label.clip for label in acc.read_labels(DATA)}
+    backends = acc.available_backends(DATA)
+    run = acc.track_clip(DATA, SIDE_PROFILE, backends, until=59)
+    assert run.n == 60 and not run.complete
+    model = acc.solve_clip(run, acc.MODEL).shapes
+    for o in acc.outputs_for(backends):
+        s = acc.solve_clip(run, o)
+        found = run.tracks[o.backend].found
+        assert found.mean() < 0.5, f"{o.key}: a face on {found.mean():.0%} of the side profile's first frames"
+        assert np.array_equal(s.found, found), o.key
+        assert np.isnan(s.shapes[~found]).all(), o.key
+        cells = M.r_against_model(s.shapes, model)
+        assert all(c.r is None or c.n >= 3 for c in cells.values()), o.key
 
 
-@needs_data
-@pytest.mark.parametrize("backend", _backend_params())
-def test_labelled_eyes_and_mouth_totals(backend):
-    """The harness's own totals agree with the per-frame tests' scope: every labelled
-    frame scored for the eyes (lowered counts as open), all but lips_parted for the mouth."""
-    frames = _stills(backend)
-    scores = acc.labelled_scores(list(frames.values()))
-    assert scores["eyes"].total == len(frames)
-    assert scores["mouth"].total == sum(f.mouth != "lips_parted" for f in frames.values())
-    assert scores["mouth"].correct == scores["mouth"].total, scores["mouth"].misses
+# =============================================================================== the harness's rules (no data)
+
+def _label(eyes="open", mouth="closed", smile="0", brows="neutral", lips="none", frame=90):
+    return acc.Label("x", frame, eyes, mouth, smile, brows, lips)
 
 
-@needs_data
-@pytest.mark.parametrize("backend", _backend_params(smile_stills=True))
-def test_labelled_smile_at_least_95_percent(backend):
-    score = acc.labelled_scores(list(_stills(backend).values()))["smile"]
-    assert score.fraction >= acc.TARGET_SMILE, f"smile {score}, missed: {', '.join(score.misses)}"
+def _reading(**values):
+    r = np.zeros(52)
+    for name, v in values.items():
+        r[acc.ARKIT_INDEX[name]] = v
+    return r
 
 
-def test_backend_default_and_names():
-    """--backend's default: Face Mesh where the installed mediapipe has it, else the landmarker."""
-    assert acc.default_backend() == ("landmarker" if SKIP["facemesh"] else "facemesh")
-    assert acc.resolve_backend(None) == acc.default_backend()
-    assert acc.resolve_backend("landmarker") == "landmarker"
-    with pytest.raises(ValueError, match="unknown backend"):
-        acc.resolve_backend("auto")
+def test_eye_rules_sides_and_unscored():
+    j = lambda eyes, **v: M.judge(_label(eyes=eyes), _reading(**v))["eyes"]  # noqa: E731
+    assert j("open") and j("lowered")
+    assert not j("lowered", eyeBlinkLeft=0.6, eyeBlinkRight=0.6)
+    assert j("closed", eyeBlinkLeft=0.5, eyeBlinkRight=0.5)                 # >= threshold
+    assert j("left_closed", eyeBlinkLeft=0.9)                               # the person's own left
+    assert not j("left_closed", eyeBlinkRight=0.9)                          # the wrong side
+    assert not j("left_closed", eyeBlinkLeft=0.9, eyeBlinkRight=0.9)        # both closed is not a wink
+    assert j("right_closed", eyeBlinkRight=0.9)
+    assert j("half", eyeBlinkLeft=0.5) is None and j("?") is None          # not scored
+    assert M.judge(_label(eyes="closed"), None)["eyes"] is False            # no face = wrong
 
 
-# --- the harness's own conventions (no data needed) ----------------------------------
+def test_mouth_and_smile_rules():
+    jm = lambda mouth, jaw: M.judge(_label(mouth=mouth), _reading(jawOpen=jaw))["mouth"]  # noqa: E731
+    assert jm("open", M.JAW_OPEN) and not jm("open", M.JAW_OPEN - 0.01)
+    assert jm("closed", 0.1) and jm("lips_parted", 0.9) is None
+    js = lambda smile, **v: M.judge(_label(smile=smile), _reading(**v))["smile"]  # noqa: E731
+    assert js("1", mouthSmileRight=0.5) and not js("0", mouthSmileLeft=0.5) and js("?") is None
 
 
-def _frame(eyes, mouth="closed", smile=0, note="", **values):
-    base = dict(eyeBlinkLeft=0.0, eyeBlinkRight=0.0, jawOpen=0.0, mouthSmileLeft=0.0, mouthSmileRight=0.0)
-    base.update(values)
-    return acc.LabelledFrame("x.png", eyes, mouth, smile, note, acc._eye_side(note), base)
+def test_auc_is_mann_whitney_with_ties_half():
+    assert M.auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert M.auc([0.1], [0.9]) == 0.0
+    assert M.auc([0.5, 0.5], [0.5]) == 0.5
+    assert M.auc([0.3, 0.7], [0.5, 0.1]) == 0.75
+    assert M.auc([], [0.1]) is None and M.auc([0.1], []) is None
+    # A missing face ranks as wrong on either side.
+    assert M.auc([M.NO_FACE_POSITIVE, 0.9], [0.1]) == 0.5
+    assert M.auc([0.9], [M.NO_FACE_NEGATIVE]) == 0.0
 
 
-def test_scoring_rules():
-    assert acc.judge(_frame("lowered"))["eyes"]                                   # lowered = open
-    assert not acc.judge(_frame("lowered", eyeBlinkLeft=0.6, eyeBlinkRight=0.6))["eyes"]
-    assert acc.judge(_frame("closed", eyeBlinkLeft=0.5, eyeBlinkRight=0.5))["eyes"]   # >= threshold
-    assert acc.judge(_frame("one_closed", eyeBlinkRight=0.9))["eyes"]             # either eye, unless ...
-    assert not acc.judge(_frame("one_closed", note="left-eye wink", eyeBlinkRight=0.9))["eyes"]  # ... named
-    assert acc.judge(_frame("one_closed", note="left-eye wink", eyeBlinkLeft=0.9))["eyes"]
-    assert acc.judge(_frame("open", mouth="lips_parted"))["mouth"] is None        # not scored
-    assert acc.judge(_frame("open", mouth="open", jawOpen=acc.JAW_OPEN))["mouth"]
-    assert acc.judge(_frame("open", smile=1, mouthSmileRight=0.5))["smile"]
-    assert not acc.judge(_frame("open", smile=0, mouthSmileLeft=0.5))["smile"]
+def test_eye_separability_counts_each_eye():
+    labels = [_label("closed", frame=1), _label("left_closed", frame=2), _label("open", frame=3),
+              _label("half", frame=4)]
+    readings = {(lb.clip, lb.frame): _reading(eyeBlinkLeft=0.9, eyeBlinkRight=0.9 if lb.eyes == "closed" else 0.1)
+                for lb in labels}
+    pos, neg = M.contrast_samples(M.EYES_CONTRAST, labels, readings)
+    assert sorted(pos) == [0.9, 0.9, 0.9] and sorted(neg) == [0.1, 0.1, 0.9]   # half left out
+    assert M.separability(labels, readings)["eyes closed"].auc == pytest.approx((3 * 2 + 3 * 0.5) / 9)
+
+
+def test_rest_level_counts_neutral_frames_after_settling():
+    fps = 30.0
+    early = _label(frame=int(M.SETTLE_SECONDS * fps) - 1)
+    late = _label(frame=int(M.SETTLE_SECONDS * fps))
+    smiling = _label(smile="1", frame=200)
+    unsure = _label(brows="?", frame=210)
+    readings = {early.key: _reading(jawOpen=0.9), late.key: _reading(browInnerUp=0.12),
+                smiling.key: _reading(mouthSmileLeft=1.0), unsure.key: _reading(browInnerUp=1.0)}
+    rest = M.rest_level([early, late, smiling, unsure], readings, fps)
+    assert (rest.level, rest.channel, rest.frame) == (pytest.approx(0.12), "browInnerUp", late.frame)
+    assert (rest.counted, rest.settling) == (1, 1)
+
+
+def test_r_needs_the_model_to_move():
+    t = np.linspace(0, 1, 100)
+    model = np.zeros((100, 52))
+    model[:, acc.ARKIT_INDEX["jawOpen"]] = t
+    model[:, acc.ARKIT_INDEX["eyeBlinkLeft"]] = 0.1 * t              # spans 0.1 < MOVES
+    ours = model + 0.01 * np.sin(t * 40)[:, None]
+    cells = M.r_against_model(ours, model)
+    assert cells["jawOpen"].r > 0.99 and cells["eyeBlinkLeft"].r is None
+    assert cells["eyeBlinkLeft"].span == pytest.approx(0.098, abs=1e-3)   # P1..P99 of a ramp
+    assert M.r_against_model(ours, model, require_motion=False)["eyeBlinkLeft"].r is not None
+
+
+def test_read_labels_rejects_unknown_values(tmp_path):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "clips.csv").write_text("clip,frame,eyes,mouth,smile,brows,lips\n"
+                                                   "a,3,open,?,0,neutral,none\nb,5,wink,closed,0,neutral,none\n")
+    with pytest.raises(ValueError, match="eyes = 'wink'"):
+        acc.read_labels(tmp_path)
 
 
 @pytest.mark.parametrize("yaw, pitch, roll", [(0, 0, 0), (20, 0, 0), (0, 15, 0), (0, 0, -10), (25, -12, 8)])
@@ -239,22 +316,26 @@ def test_model_matrix_angles_use_the_state_conventions(yaw, pitch, roll):
 
     m = np.eye(4)
     m[:3, :3] = quat_to_matrix(angles_to_quat(yaw, pitch, roll))
-    m[:3, 3] = (0.0, 0.0, -40.0)          # straight ahead of the camera
-    assert np.allclose(acc.model_head_angles(m), (yaw, pitch, roll), atol=1e-6)
-    assert np.allclose(acc.model_head_angles_line_of_sight(m), (yaw, pitch, roll), atol=1e-6)
-    # Below the optical axis and facing the lens: pitched up in camera space, frontal along the line of sight.
-    m2 = np.eye(4)
-    m2[:3, :3] = quat_to_matrix(angles_to_quat(0.0, 10.0, 0.0))
-    m2[:3, 3] = (0.0, -40.0 * np.tan(np.radians(10.0)), -40.0)
-    assert np.allclose(acc.model_head_angles(m2), (0.0, 10.0, 0.0), atol=1e-6)
-    assert np.allclose(acc.model_head_angles_line_of_sight(m2), (0.0, 0.0, 0.0), atol=1e-6)
+    m[:3, 3] = (0.0, 0.0, -40.0)
+    assert np.allclose(M.model_head_angles(m), (yaw, pitch, roll), atol=1e-6)
 
 
 def test_stillest_window_and_lag_measure():
     head = np.cumsum(np.ones((100, 3)), axis=0)
     head[40:70] = head[40]                      # still from 40 to 69
     head[10] = np.nan                           # no face: windows over it don't count
-    assert acc.stillest_window(head, 30) == 40
-    lag = acc.step_lag(1.0, 20.0)
-    for k50, k90 in lag.values():
+    assert acc.motion.stillest_window(head, 30) == 40
+    for k50, k90 in acc.motion.step_lag(1.0, 20.0).values():
         assert k50 is not None and k90 is not None and 0 <= k50 <= k90
+
+
+def test_plot_is_written(tmp_path):
+    import cv2
+
+    n = 50
+    series = {o.key: np.where(np.arange(n)[:, None] % 10 == 0, np.nan, np.random.default_rng(0).random((n, 52)))
+              for o in (acc.FUSED, acc.MODEL)}
+    path = tmp_path / "accuracy" / "x.png"
+    acc.plot_clip(path, "x", [acc.FUSED, acc.MODEL], series, [5, 20])
+    image = cv2.imread(str(path))
+    assert image is not None and image.shape[1] == 1500 and (image < 250).any()
