@@ -53,11 +53,12 @@ class RestEstimator:
 
     def update(self, time: float, values) -> None:
         """One frame's measures at capture time `time` (seconds)."""
-        if self._next_time is not None and time < self._next_time:
-            if time >= self._next_time - 2 * WINDOW_SECONDS:
+        if self._next_time is not None:
+            if time < self._next_time - SAMPLE_SECONDS:
+                # Time went backwards (a video looped, a new take): start this person afresh.
+                self.__init__(self.prior, self.quantile, self.low, self.high)
+            elif time < self._next_time:
                 return
-            # Time went backwards (a video looped, a new take): start this person afresh.
-            self.__init__(self.prior, self.quantile, self.low, self.high)
         v = np.asarray(values, dtype=np.float64)   # NaN: that measure is not sampled this time
         self._ring[self.samples % len(self._ring)] = v
         self.samples += 1
