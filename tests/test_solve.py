@@ -211,3 +211,20 @@ def test_reopening_ends_the_lowered_state_and_the_next_fast_blink_counts():
 def test_without_capture_times_closed_lids_read_closed():
     state = SOLVER.solve(FACE.landmarks(Expression(blink_left=1.0, blink_right=1.0)))
     assert min(blinks(state)) >= 0.9
+
+
+def test_eyes_shut_when_tracking_starts_read_as_looking_down():
+    # No history: likelier a downward look than the inside of a blink.
+    states = closure([(0.9, 0.9)] * 10, gaze_pitch=-10)
+    assert all(max(blinks(s)) <= 0.35 for s in states)
+
+
+def test_eyes_shut_at_the_start_that_then_close_deeper_are_closed():
+    states = closure([(0.75, 0.75)] * 5 + [(1, 1)] * 10)
+    assert min(blinks(states[-1])) >= 0.9
+
+
+def test_one_eye_blinking_fast_closes_a_slowly_shut_eye_beside_it():
+    # The right eye half shut for a while (a squint), then both shut within a frame: a blink.
+    states = closure([(0, 0)] * 5 + [(0, 0.55)] * 15 + [(1, 1)] * 5)
+    assert min(min(blinks(s)) for s in states[-4:]) >= 0.9
