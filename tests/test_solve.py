@@ -226,5 +226,5 @@ def test_eyes_shut_at_the_start_that_then_close_deeper_are_closed():
 
 def test_one_eye_blinking_fast_closes_a_slowly_shut_eye_beside_it():
     # The right eye half shut for a while (a squint), then both shut within a frame: a blink.
-    states = closure([(0, 0)] * 5 + [(0, 0.55)] * 15 + [(1, 1)] * 5)
+    states = closure([(0, 0)] * 5 + [(0, 0.4)] * 15 + [(1, 1)] * 5)
     assert min(min(blinks(s)) for s in states[-4:]) >= 0.9
