@@ -141,9 +141,10 @@ def scores(**values):
 def test_fusion_weights_are_documented_per_channel_and_cover_every_channel():
     assert fusion.MODEL_WEIGHT.shape == (len(ARKIT_NAMES),)
     assert set(np.unique(fusion.MODEL_WEIGHT)) <= {0.0, 0.5, 1.0}
-    for name in ("eyeBlinkLeft", "eyeWideRight", "cheekPuff", "noseSneerLeft", "jawLeft", "jawForward", "tongueOut"):
+    for name in ("eyeBlinkLeft", "eyeWideRight", "cheekPuff", "noseSneerLeft", "jawLeft", "jawForward", "tongueOut",
+                 "browDownLeft"):
         assert fusion.MODEL_WEIGHT[ARKIT_INDEX[name]] == 0.0, name
-    for name in ("mouthPucker", "browDownLeft", "browInnerUp"):
+    for name in ("mouthPucker", "mouthPressLeft", "mouthRollUpper"):
         assert fusion.MODEL_WEIGHT[ARKIT_INDEX[name]] == 1.0, name
 
 

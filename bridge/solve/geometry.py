@@ -71,9 +71,10 @@ ROLL_UPPER_RANGE = (-0.14, -0.49)    # upper lip red shrinking
 ROLL_LOWER_RANGE = (-0.12, -0.62)
 UPPER_UP_RANGE = (-0.21, -0.81)      # upper lip side rising towards the nose
 LOWER_DOWN_RANGE = (-0.375, -1.075)  # lower lip side dropping towards the chin
-# Brow heights above the eye-corner line.
-BROW_UP_RANGE = (0.25, 0.85)
-BROW_DOWN_RANGE = (0.2, 0.7)
+# Brow heights above the eye-corner line, against this person's (the brows' resting
+# heights differ by +-0.3 cm between people, the expressions' first millimetres don't).
+BROW_UP_RANGE = (0.1, 0.7)
+BROW_DOWN_RANGE = (0.05, 0.5)
 SNEER_RANGE = (0.1, 0.6)             # nostril wing rising towards the inner eye corner
 JAW_FORWARD_RANGE = (0.25, 0.8)        # chin moving towards the camera
 SHRUG_LOWER_RANGE = (0.1, 0.5)         # lower lip pushed up away from the chin, mouth closed
