@@ -82,8 +82,7 @@ class Solver:
         # with MediaPipe's depth brought to the scale of x and y.
         cam = pts * np.array([1.0, -1.0, -lm.FACE_MESH_DEPTH_SCALE])
         rot, scale, t = self.fit(cam[self.stable])
-        aligned = ((cam - t) @ rot) / scale
-        m = geometry.measures(aligned)
+        m = geometry.measures_of_used(((cam[geometry.USED_INDEX] - t) @ rot) / scale)
         geo_rest, model_rest = self.rests()
         rest = geo_rest.tolist()
         lowered = (False, False)

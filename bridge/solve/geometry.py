@@ -198,9 +198,26 @@ MEASURES = (
 M = {name: i for i, name in enumerate(MEASURES)}
 
 
+# The landmarks the measures read: the solver aligns only these (a fifth of the 478).
+USED = tuple(sorted({
+    *(i for eye in _EYES for part in eye for i in (part if isinstance(part, tuple) else (part,))),
+    *(i for brow in _BROWS for part in brow for i in (part if isinstance(part, tuple) else (part,))),
+    lm.UPPER_LIP_INNER, lm.LOWER_LIP_INNER, lm.UPPER_LIP_TOP, lm.LOWER_LIP_BOTTOM,
+    lm.MOUTH_LEFT_CORNER, lm.MOUTH_RIGHT_CORNER, lm.UPPER_LIP_LEFT, lm.UPPER_LIP_RIGHT,
+    lm.LOWER_LIP_LEFT, lm.LOWER_LIP_RIGHT, *lm.INNER_LIP_UPPER, *lm.INNER_LIP_LOWER,
+    lm.NOSE_BASE, lm.CHIN, lm.NOSTRIL_LEFT, lm.NOSTRIL_RIGHT, lm.CHEEK_LEFT, lm.CHEEK_RIGHT,
+}))
+USED_INDEX = np.array(USED)
+
+
 def measures(a: np.ndarray) -> list[float]:
-    """The MEASURES of head-aligned points (canonical-face centimetres)."""
-    x, y, z = a[:, 0].tolist(), a[:, 1].tolist(), a[:, 2].tolist()
+    """The MEASURES of head-aligned points (canonical-face centimetres), all 478."""
+    return measures_of_used(a[USED_INDEX])
+
+
+def measures_of_used(used: np.ndarray) -> list[float]:
+    """The MEASURES from the head-aligned USED landmarks only, in USED's order."""
+    x, y, z = (dict(zip(USED, column)) for column in used.T.tolist())
     lo, ll, lx, ly = _eye_measures(x, y, *_EYES[0])
     ro, rl, rx, ry = _eye_measures(x, y, *_EYES[1])
     gap = max(y[lm.UPPER_LIP_INNER] - y[lm.LOWER_LIP_INNER], 0.0)
