@@ -786,8 +786,8 @@ def test_a_captured_model_rest_makes_the_held_scores_read_zero_when_fused():
     after = _solved(solver, held, i / FPS, resting_scores)
     assert after.blendshapes == pytest.approx(np.zeros(len(ARKIT_NAMES)), abs=0.01)
     # The rest reads 0 and a full score still reads 1: (s - rest) / (1 - rest).
-    raised = dict(resting_scores, browInnerUp=1.0)
-    assert _solved(solver, held, (i + 1) / FPS, raised).blendshape("browInnerUp") == pytest.approx(1.0)
+    pressed = dict(resting_scores, mouthPressLeft=1.0)    # a channel the model leads alone
+    assert _solved(solver, held, (i + 1) / FPS, pressed).blendshape("mouthPressLeft") == pytest.approx(1.0)
 
 
 def test_a_busy_default_control_port_is_a_warning_not_an_error(control, caplog):
