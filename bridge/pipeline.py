@@ -40,7 +40,6 @@ LOST_NOTE = "camera lost, retrying…"   # the status line's note while the sour
 _NO_FACE = Tracked(None)
 
 
-
 @dataclass
 class Output:
     """One receiver: an encoder (encode(state, *, time, tracking, calibration_state
