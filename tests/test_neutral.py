@@ -106,7 +106,7 @@ def test_a_person_whose_rest_face_smiles_reads_neutral_once_settled():
         state = solver.solve(smiling_face(0.5, 0.4), time=t)
     assert max(state.blendshapes) <= 0.15, dict(zip(ARKIT_NAMES, np.round(state.blendshapes, 2)))
     bigger = solver.solve(smiling_face(1.0, 0.4), time=t + 1 / 30)
-    assert bigger.blendshape("mouthSmileLeft") > 0.3
+    assert bigger.blendshape("mouthSmileLeft") > 0.15   # the smile beyond the rest still reads
 
 
 def test_photos_are_read_against_the_prior_and_keep_no_state():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bridge.solve.neutral import SETTLED_SECONDS
 from bridge.state import ARKIT_INDEX, ARKIT_NAMES, matrix_to_angles
 
 from .data import UNSCORED, Label
@@ -21,7 +22,7 @@ JAW_OPEN = 0.25       # the mouth is open when jawOpen >= this
 SMILE_ON = 0.5        # smiling when max(mouthSmileLeft, mouthSmileRight) >= this
 MOVES = 0.3           # r is computed only where the model's channel spans this much (P1..P99)
 SPAN_PERCENTILES = (1.0, 99.0)
-SETTLE_SECONDS = 2.0  # the rest level counts frames from here on: the automatic neutral has settled
+SETTLE_SECONDS = SETTLED_SECONDS  # the rest level counts frames from here on: the automatic neutral has settled
 
 ACCURACY_CATEGORIES = ("eyes", "mouth", "smile")
 R_TARGET_CHANNELS = ("eyeBlinkLeft", "eyeBlinkRight", "jawOpen", "mouthSmileLeft", "mouthSmileRight")

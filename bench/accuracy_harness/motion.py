@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.solve.neutral import SETTLED_SECONDS
 from bridge.state import ARKIT_INDEX, ARKIT_NAMES, FaceState
 
 from .data import Track, as_frame, open_tracker, stderr_kept
@@ -24,9 +25,12 @@ TARGET_LAG_FRAMES = 1
 
 STILL_PHOTOS = ("skimage_astronaut.png", "liveportrait_d8.jpg", "liveportrait_d30.jpg", "liveportrait_d38.jpg",
                 "deepface_img11.jpg", "deepface_img17.jpg")   # one face each
-STILL_FRAMES = 120          # 4 s at 30 fps
 STILL_FPS = 30.0
-STILL_SETTLE = 20           # frames left out while the tracker and filter settle
+# Frames left out while the tracker, the filter and the automatic neutral settle: until
+# then the values move towards this person's rest (bridge.solve.neutral), which is
+# settling, not jitter; then 4 s measured.
+STILL_SETTLE = int(round(SETTLED_SECONDS * STILL_FPS))
+STILL_FRAMES = STILL_SETTLE + 120
 SENSOR_NOISE = 2.0          # grey levels of Gaussian noise per pixel and frame, like a webcam
 STILL_MAX_SIDE = 720        # photos are scaled to a webcam-like size first
 
