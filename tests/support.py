@@ -107,3 +107,20 @@ class ModelServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def demo_solver(**options):
+    """A Solver that knows the demo face's rest (the canonical face's measures) as an
+    explicit neutral: the synthetic face is a person whose neutral is known, so its
+    expressions read from 0 at once instead of after the automatic neutral settles
+    (the prior is the population's, not the canonical face's)."""
+    import numpy as np
+
+    from bridge.calibrate import Neutral
+    from bridge.demo_face import DemoFace, Expression
+    from bridge.solve import Solver
+
+    rest = Solver(adapt=False).solve(DemoFace().landmarks(Expression())).measures
+    solver = Solver(**options)
+    solver.set_neutral(Neutral(rest, None, np.zeros(3), np.zeros(3)))
+    return solver

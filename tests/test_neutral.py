@@ -99,7 +99,7 @@ def test_a_person_whose_rest_face_smiles_reads_neutral_once_settled():
     seconds; a bigger smile still reads."""
     solver = Solver(blendshapes="solver")
     first = solver.solve(smiling_face(0.5, 0.4), time=0.0)
-    assert first.blendshape("mouthSmileLeft") > 0.2 or first.blendshape("browInnerUp") > 0.2
+    assert max(first.blendshapes) > 0.3      # against the population's rest: not neutral
     t = 0.0
     for _ in range(150):                     # 5 s of the same face
         t += 1 / 30

@@ -7,11 +7,13 @@ import pytest
 
 from bridge import landmarks as lm
 from bridge.demo_face import DemoFace, Expression, demo_landmarks, expression_at
+from support import demo_solver
+
 from bridge.solve import Solver
 from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState
 
 FACE = DemoFace()
-SOLVER = Solver()
+SOLVER = demo_solver()
 
 
 def solve(**expression) -> FaceState:
@@ -169,7 +171,7 @@ def test_wrong_shape_is_rejected():
 
 def closure(lids_per_frame, fps=30.0, gaze_pitch=0.0):
     """Solve a sequence of (blink_left, blink_right) lid states with capture times."""
-    solver = Solver()
+    solver = demo_solver()
     states = []
     for i, (left, right) in enumerate(lids_per_frame):
         e = Expression(blink_left=left, blink_right=right, gaze_pitch=gaze_pitch)

@@ -24,7 +24,7 @@ from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState
 # --- ranges ----------------------------------------------------------------------
 # Every expression is a measure's change from its rest value (this person's, see
 # bridge/solve/neutral.py; PRIOR before that), in canonical-face centimetres unless
-# said; "(start, full)" ranges map through _ramp. The rests below are the PRIOR's.
+# said; "(start, full)" ranges map through _ramp.
 #
 # Eye openness, in eye widths: the upper lid's height above the line through the
 # eye corners plus half the gap between the lids. The upper lid carries a blink;
@@ -32,34 +32,28 @@ from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState
 # as closing. Blinks are read as a fraction of this person's open eye (a ratio, as
 # eyes differ in shape by as much as a blink moves them), through a smoothstep so
 # half-open lids stay low and closed ones reach 1.
-EYE_REST = 0.3
 EYE_REST_MIN = 0.15          # a rest estimate never makes an eye this narrow count as open
 EYE_OPEN_RATIO = 0.57
-EYE_CLOSED_RATIO = 0.22
+EYE_CLOSED_RATIO = 0.17
 EYE_WIDE_RANGE = (0.12, 0.3)     # opened wider than this person's rest
-LOWER_LID_REST = -0.1
 SQUINT_RANGE = (0.03, 0.1)       # the lower lid rising, eye widths
 # Iris offset from the eye centre -> gaze angle through an eyeball of this radius.
 EYEBALL_RADIUS = 1.25
 EYE_LOOK_RANGE_YAW = 30.0    # degrees that read as eyeLookIn/Out = 1
 EYE_LOOK_RANGE_PITCH = 25.0  # degrees that read as eyeLookUp/Down = 1
-# Jaw: nose base to chin with the lips closed (the canonical face's 7.31 less its
-# 0.55 lip gap); the chin dropping by 2.3 cm reads jawOpen = 1. The chin's rest is
+# Jaw: the chin dropping from the nose base by 2.3 cm reads jawOpen = 1. The chin's rest is
 # this person's, and it wanders by up to 0.5-0.7 cm with closed lips (the mesh follows
 # chins loosely), hence the start. The inner lip gap counts too, against no rest
 # (closed lips are 0 apart on everyone): on the 19 people's labelled frames closed
 # mouths read a gap of at most 0.17 cm bar tracking slips, open ones from 0.74.
-JAW_REST = 6.8
 CHIN_DROP_RANGE = (0.3, 2.3)
 LIP_GAP_RANGE = (0.3, 2.0)
 LIP_GAP_WEIGHT = 0.8
 CLOSE_GAP_RANGE = (0.4, 1.0)     # mouthClose: lips still together
 OPENING_RANGE = (0.3, 1.5)       # funnel (open) vs pucker (closed)
-# Mouth corners: rest height relative to the inner lip centre (the measure takes off
-# CORNER_RISE_PER_GAP per cm of lip gap, as the lower lip drops), and rest half width.
-CORNER_REST_HEIGHT = -0.15
+# Mouth corners: height relative to the inner lip centre, less CORNER_RISE_PER_GAP per
+# cm of lip gap (the centre drops with the lower lip), and half width.
 CORNER_RISE_PER_GAP = 0.1
-MOUTH_REST_HALF_WIDTH = 2.45
 SMILE_WIDEN_WEIGHT = 0.5     # how much the mouth's widening counts towards a smile, with the corners' rise
 SMILE_RANGE = (0.45, 1.05)
 FROWN_RANGE = (0.15, 1.05)
@@ -74,7 +68,7 @@ LOWER_DOWN_RANGE = (-0.375, -1.075)  # lower lip side dropping towards the chin
 # Brow heights above the eye-corner line, against this person's (the brows' resting
 # heights differ by +-0.3 cm between people, the expressions' first millimetres don't).
 BROW_UP_RANGE = (0.1, 0.7)
-BROW_DOWN_RANGE = (0.05, 0.5)
+BROW_DOWN_RANGE = (0.1, 0.6)
 SNEER_RANGE = (0.1, 0.6)             # nostril wing rising towards the inner eye corner
 JAW_FORWARD_RANGE = (0.25, 0.8)        # chin moving towards the camera
 SHRUG_LOWER_RANGE = (0.1, 0.5)         # lower lip pushed up away from the chin, mouth closed
@@ -249,26 +243,55 @@ def measures_of_used(used: np.ndarray) -> list[float]:
     ]
 
 
-# Rest values of the measures before this person's own are known (and for photos):
-# the canonical face's, except where noted.
-PRIOR = dict(zip(MEASURES, [0.0] * len(MEASURES)))
-
-
-def _set_priors():
-    canonical = measures(lm.canonical_face())
-    PRIOR.update(zip(MEASURES, canonical))
-    PRIOR.update({
-        "eye_open_L": EYE_REST, "eye_open_R": EYE_REST,
-        "lower_lid_L": LOWER_LID_REST, "lower_lid_R": LOWER_LID_REST,
-        "lip_gap": 0.0,                 # the canonical face's lips are 0.55 cm apart; rest is closed
-        "nose_chin": JAW_REST,
-        "corner_L": CORNER_REST_HEIGHT, "corner_R": CORNER_REST_HEIGHT,
-        "half_width_L": MOUTH_REST_HALF_WIDTH, "half_width_R": MOUTH_REST_HALF_WIDTH,
-    })
-
-
-_set_priors()
+# Each measure's rest before this person's own is known (and for photos), and how far
+# a person's may lie from it: the median, and 1.25 times the 10-90 % spread, of the
+# rests of the 19 people of the shared clips (their neutral estimates over each clip,
+# on the Face Landmarker's and Face Mesh's landmarks alike, which agree). Real faces
+# are not the canonical one: their cheeks are 0.5 cm wider, chins 0.9 cm further back.
+# The lip gap has no rest: closed lips are 0 apart on everyone.
+REST_PRIOR = {
+    "eye_open_L": (0.353, 0.210),
+    "eye_open_R": (0.353, 0.210),
+    "lower_lid_L": (-0.094, 0.126),
+    "lower_lid_R": (-0.094, 0.126),
+    "iris_x_L": (0.097, 0.344),
+    "iris_x_R": (-0.097, 0.344),
+    "iris_y_L": (0.153, 0.191),
+    "iris_y_R": (0.153, 0.191),
+    "lip_gap": (0.0, 0.0),
+    "nose_chin": (7.281, 1.372),
+    "corner_L": (-0.048, 0.667),
+    "corner_R": (-0.048, 0.667),
+    "half_width_L": (2.755, 0.861),
+    "half_width_R": (2.755, 0.861),
+    "upper_red": (0.689, 0.424),
+    "lower_red": (1.130, 0.444),
+    "upper_lift_L": (2.023, 0.734),
+    "upper_lift_R": (2.023, 0.734),
+    "lower_drop_L": (4.261, 0.986),
+    "lower_drop_R": (4.261, 0.986),
+    "chin_x": (-0.032, 0.361),
+    "brow_inner_L": (2.192, 1.688),
+    "brow_inner_R": (2.192, 1.688),
+    "brow_middle_L": (2.593, 1.842),
+    "brow_middle_R": (2.593, 1.842),
+    "brow_outer_L": (1.715, 1.284),
+    "brow_outer_R": (1.715, 1.284),
+    "sneer_L": (4.665, 0.619),
+    "sneer_R": (4.665, 0.619),
+    "chin_forward": (3.411, 0.829),
+    "lower_lip_chin": (3.439, 1.227),
+    "upper_lip_nose": (1.592, 0.494),
+    "cheek_half_width": (4.342, 0.330),
+    "lip_thickness_L": (0.655, 0.547),
+    "lip_thickness_R": (0.655, 0.547),
+    "corner_depth_L": (3.771, 0.551),
+    "corner_depth_R": (3.771, 0.551),
+}
+PRIOR = {name: prior for name, (prior, _) in REST_PRIOR.items()}
 PRIOR_VECTOR = np.array([PRIOR[n] for n in MEASURES])
+_REST_HALF_RANGE = np.array([REST_PRIOR[n][1] for n in MEASURES])
+EYE_REST = (PRIOR["eye_open_L"] + PRIOR["eye_open_R"]) / 2.0
 
 
 def expression(m: list[float], rest: list[float], lowered: tuple[bool, bool] = (False, False)):
@@ -374,14 +397,6 @@ def eye_ratios(m: list[float], rest: list[float]) -> tuple[float, float]:
 _QUANTILE = dict.fromkeys(MEASURES, 0.5)
 _QUANTILE.update({"eye_open_L": 0.7, "eye_open_R": 0.7, "lip_gap": 0.2, "nose_chin": 0.2,
                   "corner_L": 0.35, "corner_R": 0.35})
-# How far a person's rest may lie from the prior (about 1.5 times the spread between
-# the people of the shared clips).
-_REST_SPREAD = dict.fromkeys(MEASURES, 0.5)
-_REST_SPREAD.update({"eye_open_L": 0.15, "eye_open_R": 0.15, "lower_lid_L": 0.08, "lower_lid_R": 0.08,
-                     "iris_x_L": 0.15, "iris_x_R": 0.15, "iris_y_L": 0.2, "iris_y_R": 0.2,
-                     "lip_gap": 0.0, "nose_chin": 0.8, "chin_x": 0.3})
-
-
 def rest_sample(m: list[float]) -> np.ndarray:
     """What a frame adds to the rest estimate: its measures, less the openness of an
     eye that is shut by the prior's measure (closed or lowered lids are never an open
@@ -394,9 +409,8 @@ def rest_sample(m: list[float]) -> np.ndarray:
 
 
 def rest_estimator() -> RestEstimator:
-    spread = np.array([_REST_SPREAD[n] for n in MEASURES])
     return RestEstimator(PRIOR_VECTOR, [_QUANTILE[n] for n in MEASURES],
-                         PRIOR_VECTOR - spread, PRIOR_VECTOR + spread)
+                         PRIOR_VECTOR - _REST_HALF_RANGE, PRIOR_VECTOR + _REST_HALF_RANGE)
 
 
 def face_state(b, eye_angles) -> FaceState:
