@@ -71,7 +71,8 @@ def add_tracking_arguments(group, *, what: str, takes_note: str = "") -> None:
                        help=f"which blendshape values {what}: fused (default): the landmarker model's "
                             "scores combined with our geometric solver, channel by channel (with Face Mesh, "
                             "which has no scores, the solver's alone); solver: our geometric solver's only, "
-                            "on either backend; model: the landmarker model's own scores (landmarker only)")
+                            "on either backend; model: the landmarker model's own scores (landmarker only, or a "
+                            "take recorded with it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -504,7 +505,8 @@ def _run_with(args, stack) -> int:
     from bridge.pipeline import Limits, StatusLine, run
 
     landmarks_only = args.demo or args.replay   # no images: nothing to track
-    if landmarks_only and (args.backend != "auto" or args.model or args.blendshapes == "model"):
+    # A take may hold the model's scores (checked once it is open); the demo never has any.
+    if landmarks_only and (args.backend != "auto" or args.model or (args.demo and args.blendshapes == "model")):
         given = "--backend" if args.backend != "auto" else "--model" if args.model else "--blendshapes model"
         raise UsageError(f"{'--demo' if args.demo else '--replay'} gives landmarks, not images: "
                          f"it takes no {given}")
@@ -520,8 +522,14 @@ def _run_with(args, stack) -> int:
         raise UsageError(str(error)) from None
     control = recorder = tracker = None
     try:
+        scores = None   # whether the frames carry the model's scores: the tracker's say
+        if args.replay:
+            scores = source.has_scores
+            if args.blendshapes == "model" and not scores:
+                raise UsageError(f"--blendshapes model: take '{args.replay}' has no model scores (recorded "
+                                 f"with Face Mesh, the demo or an older facemocap-osc); use fused or solver")
         tracker = _open_tracker(args, source)
-        blendshapes = effective_blendshapes(args.blendshapes, tracker.backend)
+        blendshapes = effective_blendshapes(args.blendshapes, tracker.backend, scores=scores)
         recorder = _open_recorder(args, source, tracker, blendshapes)
         preview = None
         if args.preview:
@@ -599,10 +607,14 @@ def _open_tracker(args, source):
         raise UsageError(str(error)) from None
 
 
-def effective_blendshapes(mode: str, backend: str) -> str:
+def effective_blendshapes(mode: str, backend: str | None, *, scores: bool | None = None) -> str:
     """The blendshapes a run really gives: "fused" without the landmarker's scores (Face
-    Mesh, the demo, a take) is the solver's geometry."""
-    return mode if backend == "landmarker" else "solver"
+    Mesh, the demo, a take recorded without them) is the solver's geometry.
+    scores: whether the frames carry the model's scores (default: the landmarker's do;
+    a replayed take's header says)."""
+    if scores is None:
+        scores = backend == "landmarker"
+    return mode if scores else "solver"
 
 
 def _open_recorder(args, source, tracker, blendshapes: str):

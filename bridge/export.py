@@ -17,10 +17,11 @@ without the automatic neutral or lid history, a still Shaper (no filter, no face
 hold), so every row is what that file alone gives and a photo without a face is a
 neutral row. ``--sequence`` says the images are one video's frames instead: they are
 tracked, solved and smoothed as a video, at --fps. A take (``.jsonl`` /
-``.jsonl.gz``, read with ``bridge.record.read_take``) already holds landmarks: it
-skips tracking and is re-solved and re-shaped from them, so an export of a take
-matches an export of the video it was recorded from, whatever smoothing the take
-was recorded with. Stored solved values are not used.
+``.jsonl.gz``, read with ``bridge.record.read_take``) already holds landmarks (and,
+recorded with the landmarker, the model's scores): it skips tracking and is
+re-solved (fused with those scores, as live) and re-shaped from them, so an export
+of a take matches an export of the video it was recorded from, whatever smoothing
+the take was recorded with. Stored solved values are not used.
 
 Frames without a face get a row like every other frame (importers expect one row
 per frame): the values the live stream would send, i.e. the last face held for
@@ -322,7 +323,9 @@ def _one_line(exc: BaseException) -> str:
 
 class _TakeSource:
     """A take (bridge.record.read_take) as a stream of (index, time, landmarks or None,
-    (width, height)). A damaged take ends early and sets ``error`` (one line)."""
+    (width, height), the model's scores or None). A damaged take ends early and sets
+    ``error`` (one line). ``has_scores``: the header says its frames carry the model's
+    scores (recorded with the landmarker)."""
 
     static = False
     frame_count = None
@@ -340,6 +343,7 @@ class _TakeSource:
         self.size = _take_size(self.header)
         fps = _header_get(self.header, "fps")
         self.fps = float(fps) if isinstance(fps, (int, float)) and fps > 0 else None
+        self.has_scores = _header_get(self.header, "scores", False) is True
         self.error: str | None = None
 
     def __iter__(self):
@@ -347,7 +351,7 @@ class _TakeSource:
         for frame in self._frames:
             landmarks = frame.landmarks
             size = (getattr(frame, "width", None) or default[0], getattr(frame, "height", None) or default[1])
-            yield frame.index, float(frame.time), landmarks, size
+            yield frame.index, float(frame.time), landmarks, size, getattr(frame, "scores", None)
         self.error = getattr(self._frames, "error", None)
 
     def close(self):
@@ -415,9 +419,8 @@ Report = Callable[..., None]   # report("start", job_id, total) / report("progre
 
 def _frames_of(source, kind: str, tracker, size) -> Iterator[tuple[int, float, np.ndarray | None, tuple, dict | None]]:
     """(index, time, landmarks or None, (width, height), model blendshapes or None)."""
-    if kind == "take":
-        for index, t, landmarks, frame_size in source:
-            yield index, t, landmarks, frame_size, None
+    if kind == "take":   # the take's own scores: fused as the live run fused them
+        yield from source
         return
     for frame in source:
         tracked = tracker.track(frame)
@@ -464,10 +467,17 @@ def export_one(job: Job, report: Report | None = None, cancelled: Callable[[], b
                 tracker = tracking.open_tracker(choice, static=source.static)
             except tracking.TrackingError as error:
                 raise InputError(str(error)) from None
+        scores = None   # whether the frames carry the model's scores: the tracker's say
+        if job.kind == "take":
+            scores = source.has_scores
+            if job.blendshapes == "model" and not scores:
+                raise InputError(f"--blendshapes model: take '{job.input}' has no model scores (recorded "
+                                 f"with Face Mesh, the demo or an older facemocap-osc); use fused or solver")
         report("start", job.id, getattr(source, "frame_count", None))
         info = {"input": job.input, "kind": job.kind,
                 "backend": None if job.kind == "take" else job.backend,
-                "blendshapes": effective_blendshapes(job.blendshapes, None if tracker is None else tracker.backend),
+                "blendshapes": effective_blendshapes(job.blendshapes, None if tracker is None else tracker.backend,
+                                                     scores=scores),
                 "fps": getattr(source, "fps", None)}
         size = getattr(source, "size", None)
         still = bool(source.static)   # photos: each row is its file alone

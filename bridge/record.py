@@ -6,11 +6,22 @@ A *take* is a JSON Lines file (``.jsonl``), or the same gzipped (``.jsonl.gz``):
   tracker version, backend, source, image size, frame rate, creation time and the
   channel names of the solved values, so the file explains itself;
 * then one line per frame: ``{"index":0,"time":0.0,"landmarks":[[x,y,z],...],
-  "state":{"blendshapes":[...],...}}``. ``landmarks`` are the tracker's 478 points
-  in image space (see bridge.tracking), 4 decimals of a pixel; ``state`` is what the
-  solver made of them (before calibration, smoothing and mirroring), 5 decimals.
+  "state":{"blendshapes":[...],...}}``. ``time`` is the frame's capture time in
+  seconds with every digit (a replay solves at the very same times); ``landmarks``
+  are the tracker's 478 points in image space (see bridge.tracking), 4 decimals of
+  a pixel; ``state`` is what the solver made of them (before calibration,
+  smoothing and mirroring), 5 decimals.
   Both are ``null`` in frames without a face. ``width``/``height`` appear in a
   frame only when its size differs from the header's.
+* ``"scores"`` (in frames whose tracker gave them: the landmarker): the model's raw
+  blendshape scores, a list of 52 in the order of the ``blendshapes`` channel
+  (ARKIT_NAMES), ``null`` where the model gives none (tongueOut, always). 9
+  significant digits, which give back the model's float32 score exactly, so a
+  replay fuses the very scores the live run fused. A frame without the key, or
+  with ``"scores":null``, has none (Face Mesh, the demo, takes written before
+  scores were kept, frames without a face). The header's ``"scores"`` (true /
+  false; absent in older takes = false) says whether the recording's tracker gave
+  scores at all, so ``--replay TAKE --blendshapes model`` can refuse at start.
 
 Writing (:class:`TakeWriter`) checks the path when it opens, so a bad path fails
 before the performance, not after it. Lines are flushed at least once per second
@@ -24,9 +35,10 @@ A missing or unreadable file, or one whose first line is not our header, fails a
 open with :class:`TakeError` (a :class:`bridge.sources.SourceError`).
 
 Replaying yields frames that carry landmarks and no image (like the demo), which
-the trackers pass straight through; a frame without a face has neither and tracks
-as "no face". Frame times come from the take, so replaying a take twice sends the
-same bytes.
+the trackers pass straight through, with the frame's model scores when the take
+has them (so the solver fuses them as it did live); a frame without a face has
+neither and tracks as "no face". Frame times come from the take, so replaying a
+take twice sends the same bytes.
 """
 
 from __future__ import annotations
@@ -54,7 +66,8 @@ SUFFIXES = (".jsonl", ".jsonl.gz")
 NUM_LANDMARKS = 478
 LANDMARK_DECIMALS = 4      # of a pixel
 STATE_DECIMALS = 5
-TIME_DECIMALS = 6          # microseconds
+SCORE_DIGITS = 9           # significant: a float32 score round-trips exactly
+SCORE_NOISE = 1e-6         # a score this far outside [0, 1] is float noise, clipped
 FLUSH_SECONDS = 1.0        # flush at least this often, in frame time and in wall time
 GZIP_LEVEL = 1             # level 6 costs ~7x the time for ~15 % less size
 MAX_LINE_BYTES = 1 << 20   # a frame line is ~14 KB; longer is not a take
@@ -72,9 +85,12 @@ CHANNELS = {
     "head_angles": ["yaw", "pitch", "roll"],
     "head_position": ["x", "y", "z"],
     "eye_angles": [["leftYaw", "leftPitch"], ["rightYaw", "rightPitch"]],
+    "scores": "the landmarker model's raw blendshape scores, in the order of blendshapes; "
+              "null where it gives none (tongueOut); absent or null in frames without scores",
 }
 UNITS = {"time": "seconds", "landmarks": "pixels", "blendshapes": "0..1", "vrm": "0..1",
-         "head_angles": "degrees", "head_position": "metres", "eye_angles": "degrees"}
+         "head_angles": "degrees", "head_position": "metres", "eye_angles": "degrees",
+         "scores": "0..1"}
 
 # Fixed templates: one %-format call per frame is the cheapest way to write the numbers
 # (measured on the demo face: ~175 µs a frame, against ~330 µs for json.dumps of rounded lists).
@@ -96,6 +112,7 @@ def _state_template() -> str:
 
 
 _STATE_TEMPLATE = _state_template()
+_SCORE_FORMAT = f"%.{SCORE_DIGITS}g"
 
 
 class RecordError(Exception):
@@ -110,16 +127,22 @@ class TakeError(SourceError):
 
 
 def source_header(source, *, backend: str, description: str | None = None,
-                  blendshapes: str = "solver") -> dict:
+                  blendshapes: str = "solver", scores: bool | None = None) -> dict:
     """Header fields for a take recorded from ``source`` (a bridge.sources Source).
 
     backend: "facemesh", "landmarker" or "demo"; a replayed take keeps its own.
     description: the source as the user named it (default: the video's path, or the
     source's name: "camera 0", "demo", "images (12 files)", ...).
     blendshapes: "fused", "solver" or "model": whose ARKit values the recorded states hold.
+    scores: whether the frames will carry the model's scores (default: with the
+    landmarker, or replaying a take that has them).
     """
     if isinstance(source, ReplaySource):
         backend = source.header.get("backend", backend)
+        if scores is None:
+            scores = source.has_scores
+    if scores is None:
+        scores = backend == "landmarker"
     if description is None:
         path = getattr(source, "path", None)
         description = f"video {path}" if isinstance(source, VideoSource) and path else source.name
@@ -131,6 +154,7 @@ def source_header(source, *, backend: str, description: str | None = None,
         "height": _positive_int_or_none(getattr(source, "height", None)),
         "fps": float(fps) if isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0 else None,
         "blendshapes": blendshapes,
+        "scores": bool(scores),
     }
 
 
@@ -195,7 +219,7 @@ class TakeWriter:
             "tracker_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "backend": None, "source": None, "width": None, "height": None, "fps": None,
-            "blendshapes": "solver",
+            "blendshapes": "solver", "scores": False,
         }
         full.update({k: v for k, v in header.items() if k not in ("format", "version")})
         full.setdefault("channels", CHANNELS)
@@ -242,7 +266,8 @@ class TakeWriter:
     # -- writing
 
     def write_frame(self, frame: Frame, landmarks, state: FaceState | None) -> None:
-        """One processed frame: its landmarks (None = no face) and solved state (None = no face)."""
+        """One processed frame: its landmarks (None = no face) and solved state (None =
+        no face); the state's ``scores`` (the model's, if any) are written with it."""
         self.write(frame.index, frame.time, landmarks, state, width=frame.width, height=frame.height)
 
     def write(self, index: int, time_s: float, landmarks, state: FaceState | None, *,
@@ -252,11 +277,15 @@ class TakeWriter:
         t = float(time_s)
         if not math.isfinite(t):
             raise ValueError(f"frame time must be finite, got {time_s!r}")
-        head = '{"index":%d,"time":%r' % (index, round(t, TIME_DECIMALS))
+        # Every digit (repr): the solver's timing (lids, rest) compares frame times, and a
+        # time rounded to the microsecond can land a frame on the other side of a step.
+        head = '{"index":%d,"time":%r' % (index, t)
         if (width or height) and (width, height) != self._size:
             head += ',"width":%d,"height":%d' % (width or 0, height or 0)
-        line = "%s,\"landmarks\":%s,\"state\":%s}\n" % (
-            head, _format_landmarks(landmarks), _format_state(state))
+        scores = _format_scores(state.scores if state is not None else None)
+        line = "%s,\"landmarks\":%s,\"state\":%s%s}\n" % (
+            head, _format_landmarks(landmarks), _format_state(state),
+            ',"scores":' + scores if scores is not None else "")
         try:
             self._out.write(line.encode("ascii"))
         except OSError as exc:
@@ -334,13 +363,30 @@ def _format_state(state: FaceState | None) -> str:
     return _STATE_TEMPLATE % tuple(v.tolist())
 
 
+def _format_scores(scores) -> str | None:
+    """The model's scores (52, ARKIT_NAMES order, NaN where none) as JSON, or None
+    when there are none to write (no key in the frame)."""
+    if scores is None:
+        return None
+    a = np.asarray(scores, dtype=np.float64)
+    if a.shape != (len(ARKIT_NAMES),):
+        raise ValueError(f"expected {len(ARKIT_NAMES)} scores, got {a.shape}")
+    finite = np.isfinite(a)
+    if not finite.any():
+        return None
+    a = np.clip(a, 0.0, 1.0)
+    return "[" + ",".join(_SCORE_FORMAT % v if ok else "null" for v, ok in zip(a.tolist(), finite.tolist())) + "]"
+
+
 # --------------------------------------------------------------------------- reading
 
 
 @dataclass
 class TakeFrame:
     """One recorded frame. landmarks: (478, 3) float32 image space, or None (no face);
-    state: the recorded solver output, or None (no face)."""
+    state: the recorded solver output, or None (no face); scores: the model's raw
+    blendshape scores by ARKit name (tongueOut left out: the model gives none), or
+    None (no scores in this frame)."""
 
     index: int
     time: float
@@ -348,6 +394,7 @@ class TakeFrame:
     state: FaceState | None
     width: int | None = None
     height: int | None = None
+    scores: dict[str, float] | None = None
 
 
 class _Problem(Exception):
@@ -503,6 +550,9 @@ def _check_header(line: bytes, prefix: str) -> dict:
     fps = header.get("fps")
     if fps is not None and not (_is_number(fps) and math.isfinite(fps) and fps > 0):
         raise TakeError(f"{prefix}: header fps must be a number above 0 or null, got {fps!r}")
+    scores = header.get("scores", False)
+    if not isinstance(scores, bool):
+        raise TakeError(f"{prefix}: header scores must be true or false, got {scores!r}")
     return header
 
 
@@ -542,7 +592,8 @@ def _parse_frame(line: bytes, lineno: int, complete: bool, size) -> TakeFrame:
         raise _Problem(lineno, f"width and height must be whole numbers above 0, got {width!r} x {height!r}")
     landmarks = _parse_landmarks(obj["landmarks"], lineno)
     state = _parse_state(obj["state"], lineno)
-    return TakeFrame(index, float(t), landmarks, state, width, height)
+    scores = _parse_scores(obj.get("scores"), lineno)
+    return TakeFrame(index, float(t), landmarks, state, width, height, scores)
 
 
 def _parse_landmarks(value, lineno: int) -> np.ndarray | None:
@@ -585,6 +636,31 @@ def _parse_state(value, lineno: int) -> FaceState | None:
             raise _Problem(lineno, f"non-finite value in state.{name}")
         fields[name] = a.astype(np.float64)
     return FaceState(**fields)
+
+
+def _parse_scores(value, lineno: int) -> dict[str, float] | None:
+    if value is None:
+        return None
+    n = len(ARKIT_NAMES)
+    if not isinstance(value, list) or len(value) != n:
+        got = f"{len(value)} values" if isinstance(value, list) else type(value).__name__
+        raise _Problem(lineno, f"scores must be a list of {n} numbers (null where the model gives none) "
+                               f"or null, got {got}")
+    if not all(v is None or _is_number(v) for v in value):
+        raise _Problem(lineno, "scores must be numbers or null")
+    a = np.array([math.nan if v is None else v for v in value], dtype=np.float64)
+    given = np.array([v is not None for v in value])
+    if not np.isfinite(a[given]).all():
+        raise _Problem(lineno, "non-finite value in scores (NaN or infinity; null is for no score)")
+    outside = given & ((a < -SCORE_NOISE) | (a > 1.0 + SCORE_NOISE))
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise _Problem(lineno, f"scores must be from 0 to 1, got {value[i]!r} for {ARKIT_NAMES[i]}")
+    if not given.any():
+        return None
+    # Through float32: the model's own precision, so the live run's scores come back exactly.
+    a = np.clip(a.astype(np.float32), 0.0, 1.0).astype(np.float64)
+    return {name: v for name, v, ok in zip(ARKIT_NAMES, a.tolist(), given.tolist()) if ok}
 
 
 class TakeFrames:
@@ -660,6 +736,8 @@ class ReplaySource(Source):
         self.fps = float(fps) if fps else DEFAULT_FPS
         self.width = self.header.get("width") or 0
         self.height = self.header.get("height") or 0
+        # The recording's tracker gave the model's scores (the landmarker): frames carry them.
+        self.has_scores = self.header.get("scores", False) is True
         self.frame_count = None
         self.dropped = 0
         self.error: str | None = None   # set when a damaged take stopped early
@@ -691,7 +769,7 @@ class ReplaySource(Source):
                         return
                 self.frames += 1
                 yield Frame(taken.index, taken.time, None, landmarks=taken.landmarks,
-                            width=taken.width, height=taken.height)
+                            width=taken.width, height=taken.height, scores=taken.scores)
         except _Problem as problem:
             self.error = f"{self._take.label} line {problem.lineno}: {problem.message}"
         except (OSError, ValueError) as exc:

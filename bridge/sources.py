@@ -66,6 +66,9 @@ class Frame:
     # No frame: the camera is lost and being reopened. image and landmarks are None; the
     # time goes on at the camera's rate, so the run keeps sending (tracking 0).
     lost: bool = False
+    # The face model's blendshape scores by ARKit name, for frames that carry landmarks
+    # and had them when recorded (a replayed landmarker take); None otherwise (the demo).
+    scores: dict[str, float] | None = None
 
 
 class SourceError(Exception):

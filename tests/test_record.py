@@ -6,11 +6,16 @@ import gzip
 import json
 import os
 import shutil
+import socket
+import subprocess
 import threading
+import time
 from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from pythonosc.osc_packet import OscPacket
+from support import MODEL_FILE, SHARED_DATA, backend_skip, tracker_command
 
 import bridge
 from bridge import record, tracking
@@ -60,7 +65,7 @@ def _write(path, frames, header=HEADER, close=True) -> TakeWriter:
 def _assert_same(taken, original):
     index, t, points, state = original
     assert taken.index == index
-    assert taken.time == pytest.approx(t, abs=1e-6)
+    assert taken.time == t   # every digit: the solver's timing depends on it
     if points is None:
         assert taken.landmarks is None and taken.state is None
         return
@@ -325,7 +330,7 @@ def test_replay_unpaced_yields_the_take(tmp_path, frames40):
     source.close()
     assert source.error is None and source.frames == 40
     assert [f.index for f in got] == [f[0] for f in frames40]
-    assert [f.time for f in got] == pytest.approx([f[1] for f in frames40], abs=1e-6)
+    assert [f.time for f in got] == [f[1] for f in frames40]
     for frame, (_, _, points, _) in zip(got, frames40):
         assert frame.image is None and (frame.width, frame.height) == (W, H)
         if points is None:
@@ -355,7 +360,7 @@ def test_replay_paced_follows_the_take_times(tmp_path):
     released = []
     for frame in source:
         released.append((frame.time, clock[0]))
-    assert [t for t, _ in released] == pytest.approx(times, abs=1e-6)   # stored to the microsecond
+    assert [t for t, _ in released] == times   # stored with every digit
     # each frame leaves at start + (its time - the first frame's time)
     assert [at - 100.0 for _, at in released] == pytest.approx([t - times[0] for t in times], abs=1e-6)
     assert all(w > 0 for w in waits)
@@ -487,6 +492,20 @@ BROKEN_LINES = {
     "time backwards": (lambda path, n: _edited(path, n, lambda f: f.update(time=0.0)), "time goes backwards"),
     "bad index": (lambda path, n: _edited(path, n, lambda f: f.update(index=-1)), "index must be"),
     "not utf-8": (lambda path, n: b'{"index":7,"time":\xff}', "not UTF-8"),
+    "51 scores": (lambda path, n: _edited(path, n, lambda f: f.update(scores=[0.5] * 51)),
+                  "scores must be a list of 52 numbers (null where the model gives none) or null, got 51 values"),
+    "scores object": (lambda path, n: _edited(path, n, lambda f: f.update(scores={"jawOpen": 0.5})),
+                      "scores must be a list of 52 numbers"),
+    "text score": (lambda path, n: _edited(path, n, lambda f: f.update(scores=[0.5] * 51 + ["0.5"])),
+                   "scores must be numbers or null"),
+    "true score": (lambda path, n: _edited(path, n, lambda f: f.update(scores=[True] + [0.5] * 51)),
+                   "scores must be numbers or null"),
+    "NaN score": (lambda path, n: _edited(path, n, lambda f: f.update(scores=[float("nan")] + [0.5] * 51)),
+                  "non-finite value in scores"),
+    "score above 1": (lambda path, n: _edited(path, n, lambda f: f.update(scores=[0.5] * 17 + [1.25] + [0.5] * 34)),
+                      "scores must be from 0 to 1, got 1.25 for jawOpen"),
+    "negative score": (lambda path, n: _edited(path, n, lambda f: f.update(scores=[-0.01] + [0.5] * 51)),
+                       "scores must be from 0 to 1, got -0.01 for eyeBlinkLeft"),
 }
 
 
@@ -624,3 +643,311 @@ def test_video_file_is_not_a_take(tmp_path):
     path = tmp_path / "clip.mp4"
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(0).bytes(4096))
     _open_fails(path, "not a facemocap-osc take")
+
+
+# --------------------------------------------------------------------------- the model's scores
+
+
+def _scores_for(i: int) -> np.ndarray:
+    """Scores as the landmarker gives them: float32 values in [0, 1], none for tongueOut."""
+    rng = np.random.default_rng(i)
+    values = rng.random(52, dtype=np.float32).astype(np.float64)
+    values[:3] = (0.0, 1.0, float(np.float32(3.4e-06)))   # the ends, and a tiny one (e notation)
+    values[ARKIT_NAMES.index("tongueOut")] = np.nan
+    return values
+
+
+def _frames_with_scores(n: int):
+    """The demo face with face losses (as _frames), each face frame's state carrying scores."""
+    out = []
+    for index, t, points, state in _frames(n):
+        if state is not None:
+            state.scores = _scores_for(index)
+        out.append((index, t, points, state))
+    return out
+
+
+def _as_dict(values: np.ndarray) -> dict[str, float]:
+    return {name: float(v) for name, v in zip(ARKIT_NAMES, values) if np.isfinite(v)}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_scores_round_trip_exactly(tmp_path, suffix):
+    path = tmp_path / f"take{suffix}"
+    frames = _frames_with_scores(20)
+    _write(path, frames, header={**HEADER, "backend": "landmarker", "scores": True})
+    header, taken = read_take(path)
+    assert header["scores"] is True and header["units"]["scores"] == "0..1"
+    for item, (index, _, points, state) in zip(taken, frames):
+        if points is None:
+            assert item.scores is None
+        else:
+            # float32 scores come back bit for bit: the replay fuses what the live run fused
+            assert item.scores == _as_dict(state.scores)
+            assert "tongueOut" not in item.scores and len(item.scores) == 51
+    assert taken.error is None and taken.count == 20
+
+
+def test_scores_in_the_frame_line(tmp_path):
+    path = tmp_path / "take.jsonl"
+    frames = _frames_with_scores(5)
+    without = frames[4][3]
+    without.scores = None                         # a face without scores (Face Mesh): no key
+    _write(path, frames, header={**HEADER, "scores": True})
+    lines = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    first = lines[0]["scores"]
+    assert len(first) == 52 and first[-1] is None and first[:2] == [0, 1]
+    assert first[2] == 3.39999997e-06             # 9 digits: float32(3.4e-06) as it is
+    assert all(isinstance(v, (int, float)) for v in first[:-1])
+    assert "scores" not in lines[3]               # no face: no scores
+    assert "scores" not in lines[4]
+
+
+def test_header_scores_follow_the_tracker(tmp_path):
+    demo = open_demo(paced=False)
+    assert record.source_header(demo, backend="demo")["scores"] is False
+    assert record.source_header(demo, backend="facemesh")["scores"] is False
+    assert record.source_header(demo, backend="landmarker")["scores"] is True
+    with_scores, without = tmp_path / "with.jsonl", tmp_path / "without.jsonl"
+    _write(with_scores, _frames_with_scores(2), header=record.source_header(demo, backend="landmarker"))
+    _write(without, _frames(2), header=record.source_header(demo, backend="demo"))
+    # Re-recording a replay keeps what the take had.
+    for path, expected in ((with_scores, True), (without, False)):
+        replay = open_replay(path, paced=False)
+        assert replay.has_scores is expected
+        assert record.source_header(replay, backend="none")["scores"] is expected
+        replay.close()
+    assert TakeWriter.open(tmp_path / "bare.jsonl", {"width": W, "height": H}).header["scores"] is False
+
+
+def test_replay_gives_the_solver_the_scores(tmp_path):
+    path = tmp_path / "take.jsonl.gz"
+    frames = _frames_with_scores(30)
+    _write(path, frames, header={**HEADER, "scores": True})
+    tracker = tracking.Tracker()   # what the CLI uses for --replay
+    for frame, (index, _, points, state) in zip(open_replay(path, paced=False), frames):
+        tracked = tracker.track(frame)
+        if points is None:
+            assert frame.scores is None and tracked.blendshapes is None
+        else:
+            assert frame.scores == tracked.blendshapes == _as_dict(state.scores)
+    tracker.close()
+
+    def sent(take, mode):
+        source = open_replay(take, paced=False)
+        target = _CollectingTarget()
+        run(source, tracking.Tracker(), Shaper(), VmcEncoder(), target, blendshapes=mode)
+        source.close()
+        return target.datagrams
+
+    plain = tmp_path / "plain.jsonl.gz"
+    _write(plain, [(i, t, p, s) for i, t, p, s in _frames(30)])
+    # fused with the scores: not the geometry alone; solver mode ignores them
+    assert sent(path, "fused") != sent(plain, "fused") == sent(path, "solver") == sent(plain, "solver")
+    assert sent(path, "model") != sent(path, "fused")
+
+
+def test_old_take_without_scores_replays_geometric(tmp_path):
+    path = tmp_path / "old.jsonl"
+    _write(path, _frames(20))
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    del header["scores"]                          # as takes written before scores were kept
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert all("scores" not in json.loads(line) for line in lines[1:])
+    source = open_replay(path, paced=False)
+    assert source.has_scores is False
+    tracker = tracking.Tracker()
+    results = [tracker.track(frame) for frame in source]
+    assert source.error is None and len(results) == 20
+    assert all(r.blendshapes is None for r in results)
+    assert sum(r.landmarks is not None for r in results) == 13
+
+
+def test_scores_null_and_float_noise_are_valid(tmp_path):
+    path = tmp_path / "take.jsonl"
+    _write(path, _frames(6))
+    noisy = [1.0 + 1e-7, -1e-7] + [0.5] * 49 + [None]
+    _replace_line(path, 2, _edited(path, 2, lambda f: f.update(scores=noisy)))
+    _replace_line(path, 3, _edited(path, 3, lambda f: f.update(scores=None)))
+    _replace_line(path, 4, _edited(path, 4, lambda f: f.update(scores=[None] * 52)))
+    first, second, third = list(read_take(path, strict=True)[1])[:3]
+    assert first.scores["eyeBlinkLeft"] == 1.0 and first.scores["eyeLookDownLeft"] == 0.0
+    assert second.scores is None and third.scores is None
+
+
+def test_header_scores_must_be_true_or_false(tmp_path):
+    path = tmp_path / "take.jsonl"
+    path.write_text('{"format":"facemocap-take","version":1,"width":640,"height":480,"scores":"yes"}\n')
+    _open_fails(path, "header scores must be true or false, got 'yes'")
+
+
+# --------------------------------------------------------------------------- a landmarker take, end to end
+
+CLIP = SHARED_DATA / "video" / "liveportrait_d18.mp4"
+CLIP_FRAMES = 90
+
+
+def _clip_skip() -> str | None:
+    if not CLIP.is_file():
+        return f"shared test clip {CLIP} is absent (../shared/data beside the checkout, see its SOURCES.md)"
+    return backend_skip("landmarker")
+
+
+needs_clip = pytest.mark.skipif(_clip_skip() is not None, reason=_clip_skip() or "")
+
+
+class _Receiver:
+    """Every datagram sent to an ephemeral UDP port on 127.0.0.1."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.datagrams.append(self.sock.recv(65535))
+            except socket.timeout:
+                pass
+
+    def close(self):
+        time.sleep(0.3)   # the last datagrams in flight
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def _run_cli(*args) -> tuple[subprocess.CompletedProcess, list[dict[str, float]]]:
+    """The console script sending VMC to a local receiver: (process, blend values per frame)."""
+    receiver = _Receiver()
+    try:
+        proc = subprocess.run([*tracker_command(), "--port", str(receiver.port), "--quiet", "--control-port", "0",
+                               *map(str, args)], capture_output=True, text=True, timeout=180,
+                              stdin=subprocess.DEVNULL)
+    finally:
+        receiver.close()
+    frames, current = [], {}
+    for datagram in receiver.datagrams:
+        for timed in OscPacket(datagram).messages:
+            message = timed.message
+            if message.address == "/VMC/Ext/Blend/Val":
+                current[message.params[0]] = message.params[1]
+            elif message.address == "/VMC/Ext/Blend/Apply":
+                frames.append(current)
+                current = {}
+    return proc, frames
+
+
+def _max_difference(a: list[dict[str, float]], b: list[dict[str, float]]) -> float:
+    assert len(a) == len(b) and a and all(set(x) == set(y) for x, y in zip(a, b))
+    return max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in x)
+
+
+@pytest.fixture(scope="module")
+def landmarker_take(tmp_path_factory):
+    """A take recorded live with the landmarker (fused) from a real clip, and what that run sent."""
+    take = tmp_path_factory.mktemp("takes") / "d18.jsonl.gz"
+    proc, live = _run_cli("--video", CLIP, "--fast", "--frames", CLIP_FRAMES, "--model", MODEL_FILE,
+                          "--record", take)
+    assert proc.returncode == 0, proc.stderr
+    assert len(live) == CLIP_FRAMES
+    return take, live
+
+
+# The live run solved the tracker's float32 landmarks, the replay solves them as
+# recorded (4 decimals of a pixel; times and scores are exact), and VMC sends float32:
+# values agree to ~1e-5 (measured 8e-6 on this clip).
+REPLAY_TOLERANCE = 1e-4
+
+
+@needs_clip
+def test_replay_of_a_landmarker_take_sends_the_live_fused_values(landmarker_take):
+    take, live = landmarker_take
+    header, frames = read_take(take)
+    assert (header["backend"], header["blendshapes"], header["scores"]) == ("landmarker", "fused", True)
+    taken = list(frames)
+    faces = [f for f in taken if f.landmarks is not None]
+    assert len(taken) == CLIP_FRAMES and len(faces) > CLIP_FRAMES * 0.9
+    assert all(f.scores is not None and len(f.scores) == 51 for f in faces)
+    proc, replayed = _run_cli("--replay", take, "--fast")
+    assert proc.returncode == 0, proc.stderr
+    assert _max_difference(replayed, live) < REPLAY_TOLERANCE
+    # ... which are not the geometric values alone: the scores were fused in.
+    proc, geometric = _run_cli("--replay", take, "--fast", "--blendshapes", "solver")
+    assert proc.returncode == 0, proc.stderr
+    assert _max_difference(geometric, live) > 0.1
+
+
+@needs_clip
+def test_blendshapes_model_replays_a_take_with_scores(landmarker_take):
+    take, live = landmarker_take
+    proc, model = _run_cli("--replay", take, "--fast", "--blendshapes", "model")
+    assert proc.returncode == 0, proc.stderr
+    assert len(model) == CLIP_FRAMES
+    assert _max_difference(model, live) > 0.1   # the model's own scores, not the fused ones
+
+
+def test_blendshapes_model_refuses_a_take_without_scores(tmp_path):
+    take = tmp_path / "demo.jsonl"
+    proc, _ = _run_cli("--demo", "--fast", "--frames", "5", "--record", take)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(take.read_text().splitlines()[0])["scores"] is False
+    proc, sent = _run_cli("--replay", take, "--fast", "--blendshapes", "model")
+    assert proc.returncode == 2 and sent == []
+    assert proc.stderr.strip().splitlines() == [
+        f"facemocap-osc: error: --blendshapes model: take '{take}' has no model scores (recorded with "
+        f"Face Mesh, the demo or an older facemocap-osc); use fused or solver"]
+    proc, _ = _run_cli("--demo", "--fast", "--frames", "5", "--blendshapes", "model")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "facemocap-osc: error: --demo gives landmarks, not images: it takes no --blendshapes model"]
+
+
+@needs_clip
+def test_export_of_a_landmarker_take_is_fused_like_its_video(landmarker_take, tmp_path):
+    from bridge import export
+
+    take, _ = landmarker_take
+    video_json = tmp_path / "video.json"
+    assert export.main([str(CLIP), "-o", str(video_json), "--format", "json", "--model", str(MODEL_FILE),
+                        "--quiet"]) == 0
+    video = json.loads(video_json.read_text())
+    docs = {}
+    for mode in ("fused", "solver", "model"):
+        out = tmp_path / f"take-{mode}.json"
+        assert export.main([str(take), "-o", str(out), "--format", "json", "--blendshapes", mode, "--quiet"]) == 0
+        docs[mode] = json.loads(out.read_text())
+        assert (docs[mode]["kind"], docs[mode]["blendshapes"]) == ("take", mode)
+
+    def values(doc, n=CLIP_FRAMES):
+        return [f["blendshapes"] for f in doc["frames"][:n]]
+
+    assert video["blendshapes"] == "fused"
+    assert _max_difference(values(docs["fused"]), values(video)) < REPLAY_TOLERANCE
+    assert _max_difference(values(docs["solver"]), values(video)) > 0.1
+    assert _max_difference(values(docs["model"]), values(docs["fused"])) > 0.1
+
+
+def test_export_blendshapes_model_of_a_take_without_scores_fails_that_input(tmp_path, capsys):
+    from bridge import export
+
+    take = tmp_path / "demo.jsonl"
+    _write(take, _frames(5))
+    out = tmp_path / "demo.json"
+    assert export.main([str(take), "-o", str(out), "--format", "json", "--quiet"]) == 0
+    assert json.loads(out.read_text())["blendshapes"] == "solver"   # fused, but no scores to fuse
+    capsys.readouterr()
+    assert export.main([str(take), "-o", str(tmp_path / "m.json"), "--format", "json", "--blendshapes", "model",
+                        "--quiet"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"facemocap-osc export: error: {take}: --blendshapes model: take '{take}' has no model "
+                     f"scores (recorded with Face Mesh, the demo or an older facemocap-osc); use fused or solver"]
+    assert not (tmp_path / "m.json").exists()

@@ -60,8 +60,9 @@ QUIET_FRAMES = 30   # frames without a face after which the start-up filter ends
 class Tracker:
     """Base class: ``track(frame) -> Tracked``, then ``close()``.
 
-    Frames that already carry landmarks (the demo) pass straight through, so the
-    base class itself is the tracker for landmark-only sources. Backends call
+    Frames that already carry landmarks (the demo, a replayed take) pass straight
+    through, with the model scores a replayed take recorded (so the solver fuses them
+    as it did live), so the base class itself is the tracker for landmark-only sources. Backends call
     ``_start_quiet()`` before building their graph; the filter ends at the first
     face, after QUIET_FRAMES frames, or at close()."""
 
@@ -71,8 +72,9 @@ class Tracker:
     _quiet_frames = 0
 
     def track(self, frame: Frame) -> Tracked:
-        if frame.landmarks is not None:   # demo: already landmarks, no model
-            return Tracked(np.asarray(frame.landmarks, dtype=np.float32))
+        if frame.landmarks is not None:   # demo, take: already landmarks, no model to run
+            return Tracked(np.asarray(frame.landmarks, dtype=np.float32),
+                           blendshapes=frame.scores)
         if frame.image is None:
             return Tracked(None)
         tracked = self._track_image(frame)
