@@ -71,71 +71,28 @@ def _stack() -> str:
 STACK = _stack()
 
 # Assertions that miss today: test id -> {stack: the reading measured on it}. strict, so
-# a fix fails as XPASS until its entry goes. Measured 2026-12-01 with the solver of that
-# day (bridge/solve mid-tuning), mediapipe 0.10.21 (legacy) and 1.2.3 (current).
-_LOWERED_AS_PHOTOS = ("as photos lowered eyes read closed (liveportrait_d11 152, liveportrait_d3 130, "
-                      "pyfeat_WolfgangLanger_Pexels 0, skyreels_2 543: eyeBlink 0.75-1.00; no lid history without "
-                      "capture times) and two winks read open (liveportrait_d3 20 left 0.13; sadtalker_KatieHill 34 "
-                      "right 0.19)")
-_REST = ("every one of the 11 persons with a neutral frame after 2 s reads above 0.15: {}")
+# a fix fails as XPASS until its entry goes. Measured 2026-12-01 with the solver as
+# committed with this file, mediapipe 0.10.21 (legacy) and 1.2.3 (current); why each
+# misses is in docs/accuracy.md (notes).
 XFAIL: dict[str, dict[str, str]] = {
-    "fused-in_video-eyes": {
-        "legacy": "137/140 (97.9 %): liveportrait_d11 152 lowered reads closed (1.00 / 1.00), liveportrait_d8 45 open "
-                  "reads right_closed (R 0.85), tpsmm_driving 98 open reads closed (0.53 / 0.73)",
-        "current": "136/140 (97.1 %): liveportrait_d11 152 and skyreels_2 543 lowered read closed (1.00 / 1.00), "
-                   "liveportrait_d8 45 open reads right_closed (R 0.85), tpsmm_driving 98 open reads closed "
-                   "(0.52 / 0.72)"},
-    "fused-in_video-mouth": dict.fromkeys(
-        ("legacy", "current"), "57/60 (95.0 %) < 97 %: liveportrait_d10 40 and liveportrait_d8 237 open read jawOpen "
-                               "0.17, liveportrait_d5 55 closed reads 0.28"),
-    "fused-in_video-smile": dict.fromkeys(
-        ("legacy", "current"), "135/143 (94.4 %) < 95 %: six unsmiling frames read >= 0.5 (liveportrait_d10 40 0.92, "
-                               "liveportrait_d10 223 0.69, liveportrait_d11 170 0.52, liveportrait_d13 72 0.55, "
-                               "liveportrait_d7 0 0.64, pyfeat_WolfgangLanger_Pexels 0 0.62) and two smiles read low "
-                               "(liveportrait_d8 45 0.27, sadtalker_KatieHill 63 0.21)"),
-    "fused-as_photo-eyes": dict.fromkeys(("legacy", "current"), "134/140 (95.7 %): " + _LOWERED_AS_PHOTOS),
-    "fused-as_photo-mouth": dict.fromkeys(
-        ("legacy", "current"), "58/60 (96.7 %) < 97 %: liveportrait_d5 47 and 55 closed read jawOpen 0.27 / 0.35"),
-    "fused-as_photo-smile": dict.fromkeys(
-        ("legacy", "current"), "121/143 (84.6 %) < 95 %: 20 unsmiling frames read >= 0.5 (all nine of liveportrait_d7 "
-                               "at 0.56-0.84, as the model reads them) and two smiles read low"),
-    "fused-in_video-auc-brows_lowered": {"legacy": "AUC 0.756 < 0.9 (10 lowered / 105 neutral)",
-                                         "current": "AUC 0.753 < 0.9 (10 lowered / 105 neutral)"},
-    "fused-as_photo-auc-smile": {"legacy": "AUC 0.949 < 0.97", "current": "AUC 0.948 < 0.97"},
-    "fused-as_photo-auc-brows_lowered": dict.fromkeys(("legacy", "current"), "AUC 0.537 < 0.9"),
-    "fused-as_photo-not-below-model": {
-        "legacy": "eyes closed AUC 0.9845 < the model's 0.9875, brows lowered 0.5367 < 0.6038",
-        "current": "eyes closed AUC 0.9868 < the model's 0.9872, brows lowered 0.5367 < 0.6076"},
-    "geometric-landmarker-in_video-eyes": {
-        "legacy": "137/140 (97.9 %), the same three frames as fused",
-        "current": "136/140 (97.1 %), the same four frames as fused"},
-    "geometric-landmarker-as_photo-eyes": dict.fromkeys(("legacy", "current"),
-                                                        "134/140 (95.7 %): " + _LOWERED_AS_PHOTOS),
-    "geometric-facemesh-in_video-eyes": {
-        "legacy": "132/140 (94.3 %): pyfeat_WolfgangLanger_Pexels 113 / 128 / 448 and tpsmm_driving 60 / 151 closed "
-                  "read one eye or none closed, liveportrait_d11 152 and skyreels_2 543 lowered read closed, skyreels_2 "
-                  "278 open reads left_closed (1.00)"},
-    "geometric-facemesh-as_photo-eyes": {
-        "legacy": "133/140 (95.0 %): four lowered frames read closed, tpsmm_driving 60 / 151 and "
-                  "pyfeat_WolfgangLanger_Pexels 128 closed read one eye closed"},
-    "fused-closed-eyes-reach-0.9": {"legacy": "retalking_3 12 reads 0.60 / 0.77",
-                                    "current": "retalking_3 12 reads 0.59 / 0.77"},
-    "geometric-landmarker-closed-eyes-reach-0.9": {"legacy": "retalking_3 12 reads 0.60 / 0.77",
-                                                   "current": "retalking_3 12 reads 0.59 / 0.77"},
-    "geometric-facemesh-closed-eyes-reach-0.9": {
-        "legacy": "pyfeat_WolfgangLanger_Pexels 101 (R 0.84), 113 (R 0.00), 128 (R 0.10), 448 (0.35 / 0.35); "
-                  "tpsmm_driving 60 (L 0.09), 151 (0.00 / 0.03)"},
-    "fused-lowered-eyes-at-most-0.35": {"legacy": "liveportrait_d11 152 reads 1.00",
-                                        "current": "liveportrait_d11 152 and skyreels_2 543 read 1.00"},
-    "geometric-landmarker-lowered-eyes-at-most-0.35": {"legacy": "liveportrait_d11 152 reads 1.00",
-                                                       "current": "liveportrait_d11 152 and skyreels_2 543 read 1.00"},
-    "geometric-facemesh-lowered-eyes-at-most-0.35": {"legacy": "liveportrait_d11 152 and skyreels_2 543 read 1.00"},
-    "fused-rest-per-person": dict.fromkeys(("legacy", "current"), _REST.format(
-        "0.24-1.00; worst skyreels_2 1.00 (noseSneerLeft @278), liveportrait_d13 0.87-0.88 (browInnerUp @120)")),
-    "geometric-landmarker-rest-per-person": dict.fromkeys(("legacy", "current"), _REST.format(
-        "0.33-1.00; worst skyreels_2 1.00 (browInnerUp @278), liveportrait_d8 1.00 (mouthStretchLeft @188)")),
-    "geometric-facemesh-rest-per-person": {"legacy": _REST.format(
-        "0.27-1.00; worst skyreels_2 1.00 (eyeBlinkLeft @278), liveportrait_d8 1.00 (mouthRight @188)")},
+    'fused-as_photo-auc-brows_lowered': {'legacy': 'fused brows lowered AUC as_photo 0.531 < 0.9 (10 positives / 105 negatives)', 'current': 'fused brows lowered AUC as_photo 0.529 < 0.9 (10 positives / 105 negatives)'},
+    'fused-as_photo-auc-brows_raised': {'legacy': 'fused brows raised AUC as_photo 0.897 < 0.9 (13 positives / 105 negatives)', 'current': 'fused brows raised AUC as_photo 0.895 < 0.9 (13 positives / 105 negatives)'},
+    'fused-as_photo-auc-smile': {'legacy': 'fused smile AUC as_photo 0.950 < 0.97 (16 positives / 127 negatives)', 'current': 'fused smile AUC as_photo 0.949 < 0.97 (16 positives / 127 negatives)'},
+    'fused-as_photo-eyes': {'legacy': '134/140 (95.7 %) < 100%; misses: liveportrait_d11 152 lowered -> closed (eyeBlink L 1.00 R 0.88); liveportrait_d3 20 left_closed -> open (eyeBlink L 0.33 R 0.00); liveportrait_d3 130 lowered -> closed (eyeBlink L 1.00 R 1.00); pyfeat_WolfgangLanger_Pexels 0 lowered -> left_closed (eyeBlink L 1.00 R 0.38); sadtalker_KatieHill 34 right_closed -> open (eyeBlink L 0.00 R 0.38); …', 'current': '134/140 (95.7 %) < 100%; misses: liveportrait_d11 152 lowered -> closed (eyeBlink L 0.99 R 0.80); liveportrait_d3 20 left_closed -> open (eyeBlink L 0.33 R 0.00); liveportrait_d3 130 lowered -> closed (eyeBlink L 1.00 R 1.00); pyfeat_WolfgangLanger_Pexels 0 lowered -> left_closed (eyeBlink L 1.00 R 0.38); sadtalker_KatieHill 34 right_closed -> open (eyeBlink L 0.00 R 0.38); …'},
+    'fused-as_photo-not-below-model': {'legacy': 'eyes closed AUC 0.9845 < model 0.9875; brows raised AUC 0.8967 < model 0.9077; brows lowered AUC 0.5310 < model 0.6038', 'current': 'eyes closed AUC 0.9868 < model 0.9872; brows raised AUC 0.8952 < model 0.9048; brows lowered AUC 0.5286 < model 0.6076'},
+    'fused-as_photo-smile': {'legacy': '128/143 (89.5 %) < 95%; misses: edtalk_uncrop_Obama 32 0 -> 1 (mouthSmile L 0.50 R 0.31); liveportrait_d10 40 0 -> 1 (mouthSmile L 0.83 R 0.94); liveportrait_d10 148 0 -> 1 (mouthSmile L 0.44 R 0.64); liveportrait_d10 223 0 -> 1 (mouthSmile L 0.79 R 0.89); liveportrait_d13 72 0 -> 1 (mouthSmile L 0.30 R 0.51); liveportrait_d7 30 0 -> 1 (mouthSmile L 0.66 R 0.35); …', 'current': '127/143 (88.8 %) < 95%; misses: edtalk_uncrop_Obama 32 0 -> 1 (mouthSmile L 0.50 R 0.31); liveportrait_d10 40 0 -> 1 (mouthSmile L 0.83 R 0.93); liveportrait_d10 148 0 -> 1 (mouthSmile L 0.44 R 0.63); liveportrait_d10 223 0 -> 1 (mouthSmile L 0.75 R 0.88); liveportrait_d13 72 0 -> 1 (mouthSmile L 0.34 R 0.54); liveportrait_d13 103 1 -> 0 (mouthSmile L 0.35 R 0.49); …'},
+    'fused-closed-eyes-reach-0.9': dict.fromkeys(("legacy", "current"), 'closed eyes below 0.9: retalking_3 12: 0.65 / 0.78'),
+    'fused-in_video-auc-brows_lowered': {'legacy': 'fused brows lowered AUC in_video 0.856 < 0.9 (10 positives / 105 negatives)', 'current': 'fused brows lowered AUC in_video 0.854 < 0.9 (10 positives / 105 negatives)'},
+    'fused-in_video-eyes': {'legacy': '137/140 (97.9 %) < 100%; misses: liveportrait_d11 152 lowered -> closed (eyeBlink L 1.00 R 1.00); liveportrait_d8 45 open -> right_closed (eyeBlink L 0.00 R 0.79); tpsmm_driving 98 open -> right_closed (eyeBlink L 0.43 R 0.61)', 'current': '137/140 (97.9 %) < 100%; misses: liveportrait_d11 152 lowered -> closed (eyeBlink L 1.00 R 1.00); liveportrait_d8 45 open -> right_closed (eyeBlink L 0.00 R 0.79); tpsmm_driving 98 open -> right_closed (eyeBlink L 0.42 R 0.60)'},
+    'fused-in_video-mouth': {'legacy': '57/60 (95.0 %) < 97%; misses: liveportrait_d10 40 open -> closed (jawOpen 0.16); liveportrait_d5 55 closed -> open (jawOpen 0.26); liveportrait_d8 237 open -> closed (jawOpen 0.17)', 'current': '57/60 (95.0 %) < 97%; misses: liveportrait_d10 40 open -> closed (jawOpen 0.15); liveportrait_d5 55 closed -> open (jawOpen 0.26); liveportrait_d8 237 open -> closed (jawOpen 0.17)'},
+    'fused-lowered-eyes-at-most-0.35': dict.fromkeys(("legacy", "current"), 'lowered eyes above 0.35: liveportrait_d11 152: 1.00; pyfeat_WolfgangLanger_Pexels 0: 0.38'),
+    'fused-rest-per-person': {'legacy': 'rest above 0.15: edtalk_uncrop_Obama 0.24 (eyeSquintLeft @302); liveportrait_d11 1.00 (browDownLeft @61); liveportrait_d13 0.84 (browInnerUp @120); liveportrait_d5 0.41 (eyeSquintLeft @98); liveportrait_d8 0.47 (eyeSquintRight @150); pyfeat_WolfgangLanger_Pexels 0.57 (eyeLookUpRight @213); retalking_1 0.42 (browOuterUpLeft @46); retalking_2 0.61 (mouthUpperUpRight @77); retalking_3 0.41 (browInnerUp @69); …', 'current': 'rest above 0.15: edtalk_uncrop_Obama 0.24 (eyeSquintLeft @302); liveportrait_d11 1.00 (browDownLeft @61); liveportrait_d13 0.83 (browInnerUp @120); liveportrait_d5 0.41 (eyeSquintLeft @98); liveportrait_d8 0.47 (eyeSquintRight @150); pyfeat_WolfgangLanger_Pexels 0.57 (eyeLookUpRight @213); retalking_1 0.42 (browOuterUpLeft @46); retalking_2 0.61 (mouthUpperUpRight @77); retalking_3 0.41 (browInnerUp @69); …'},
+    'geometric-facemesh-as_photo-eyes': {'legacy': '133/140 (95.0 %); misses: liveportrait_d11 152 lowered -> left_closed (eyeBlink L 1.00 R 0.20); liveportrait_d3 130 lowered -> closed (eyeBlink L 1.00 R 1.00); pyfeat_WolfgangLanger_Pexels 0 lowered -> closed (eyeBlink L 1.00 R 0.94); pyfeat_WolfgangLanger_Pexels 128 closed -> left_closed (eyeBlink L 1.00 R 0.23); skyreels_2 543 lowered -> closed (eyeBlink L 1.00 R 1.00); …'},
+    'geometric-facemesh-in_video-eyes': {'legacy': '132/140 (94.3 %); misses: liveportrait_d11 152 lowered -> left_closed (eyeBlink L 1.00 R 0.18); pyfeat_WolfgangLanger_Pexels 113 closed -> left_closed (eyeBlink L 1.00 R 0.02); pyfeat_WolfgangLanger_Pexels 128 closed -> left_closed (eyeBlink L 1.00 R 0.16); pyfeat_WolfgangLanger_Pexels 448 closed -> open (eyeBlink L 0.35 R 0.35); skyreels_2 278 open -> left_closed (eyeBlink L 1.00 R 0.00); …'},
+    'geometric-facemesh-rest-per-person': {'legacy': 'rest above 0.15: edtalk_uncrop_Obama 0.31 (jawOpen @302); liveportrait_d11 0.76 (browDownRight @61); liveportrait_d13 0.65 (browInnerUp @120); liveportrait_d5 0.43 (eyeLookInLeft @98); liveportrait_d8 1.00 (mouthRight @188); pyfeat_WolfgangLanger_Pexels 0.63 (eyeLookUpLeft @213); retalking_1 0.82 (mouthShrugLower @69); retalking_2 0.41 (jawOpen @77); retalking_3 0.36 (jawForward @110); …'},
+    'geometric-landmarker-as_photo-eyes': {'legacy': '134/140 (95.7 %); misses: liveportrait_d11 152 lowered -> closed (eyeBlink L 1.00 R 0.88); liveportrait_d3 20 left_closed -> open (eyeBlink L 0.33 R 0.00); liveportrait_d3 130 lowered -> closed (eyeBlink L 1.00 R 1.00); pyfeat_WolfgangLanger_Pexels 0 lowered -> left_closed (eyeBlink L 1.00 R 0.38); sadtalker_KatieHill 34 right_closed -> open (eyeBlink L 0.00 R 0.38); …', 'current': '134/140 (95.7 %); misses: liveportrait_d11 152 lowered -> closed (eyeBlink L 0.99 R 0.80); liveportrait_d3 20 left_closed -> open (eyeBlink L 0.33 R 0.00); liveportrait_d3 130 lowered -> closed (eyeBlink L 1.00 R 1.00); pyfeat_WolfgangLanger_Pexels 0 lowered -> left_closed (eyeBlink L 1.00 R 0.38); sadtalker_KatieHill 34 right_closed -> open (eyeBlink L 0.00 R 0.38); …'},
+    'geometric-landmarker-in_video-eyes': {'legacy': '137/140 (97.9 %); misses: liveportrait_d11 152 lowered -> closed (eyeBlink L 1.00 R 1.00); liveportrait_d8 45 open -> right_closed (eyeBlink L 0.00 R 0.79); tpsmm_driving 98 open -> right_closed (eyeBlink L 0.43 R 0.61)', 'current': '137/140 (97.9 %); misses: liveportrait_d11 152 lowered -> closed (eyeBlink L 1.00 R 1.00); liveportrait_d8 45 open -> right_closed (eyeBlink L 0.00 R 0.79); tpsmm_driving 98 open -> right_closed (eyeBlink L 0.42 R 0.60)'},
+    'geometric-landmarker-rest-per-person': {'legacy': 'rest above 0.15: edtalk_uncrop_Obama 0.33 (jawOpen @302); liveportrait_d11 1.00 (browDownLeft @61); liveportrait_d13 0.83 (browInnerUp @120); liveportrait_d5 0.35 (eyeLookInLeft @98); liveportrait_d8 1.00 (mouthStretchLeft @188); pyfeat_WolfgangLanger_Pexels 0.57 (eyeLookUpRight @213); retalking_1 0.96 (mouthShrugLower @69); retalking_2 0.53 (jawOpen @77); retalking_3 0.47 (jawOpen @69); …', 'current': 'rest above 0.15: edtalk_uncrop_Obama 0.33 (jawOpen @302); liveportrait_d11 1.00 (browDownLeft @61); liveportrait_d13 0.81 (browInnerUp @120); liveportrait_d5 0.34 (eyeLookInLeft @98); liveportrait_d8 1.00 (mouthStretchLeft @188); pyfeat_WolfgangLanger_Pexels 0.57 (eyeLookUpRight @213); retalking_1 0.98 (mouthShrugLower @69); retalking_2 0.53 (jawOpen @77); retalking_3 0.47 (jawOpen @69); …'},
 }
 
 

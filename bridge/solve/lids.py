@@ -22,6 +22,7 @@ from __future__ import annotations
 from bridge.solve.geometry import EYE_CLOSED_RATIO, EYE_OPEN_RATIO
 
 SLOW_CLOSING_SECONDS = 0.14   # blinks shut within 3 frames at 25 fps (0.12 s); liveportrait_d3's downward looks take 5 (0.17 s)
+TIME_EPSILON = 1e-6  # frame times rounded or summed from float steps judge the same
 GAP_SECONDS = 0.5    # a longer gap between frames (face lost) starts afresh
 # openness / rest at or above this: open (where eyeBlink starts to rise from 0)
 OPEN_RATIO = EYE_OPEN_RATIO
@@ -61,7 +62,7 @@ class LidWatch:
                 since_open = self._last_open[eye]
                 if since_open is None:
                     self._state[eye], self._start_ratio[eye] = "lowered", ratio
-                elif time - since_open > SLOW_CLOSING_SECONDS and ratios[other] < OPEN_RATIO:
+                elif time - since_open > SLOW_CLOSING_SECONDS + TIME_EPSILON and ratios[other] < OPEN_RATIO:
                     self._state[eye] = "lowered"
                 else:
                     self._state[eye], blinked = "closed", True

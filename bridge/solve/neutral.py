@@ -31,6 +31,9 @@ WINDOW_SECONDS = 60.0
 PRIOR_SAMPLES = 2
 EARLY_SAMPLES = 50            # the first 5 s re-estimate at every sample ...
 REFRESH_SAMPLES = 10          # ... later ones once a second (a sort of the window)
+# Frame times are sums of float steps (3 * (1/30) < 0.1) or rounded ones (a take's):
+# a sample due at 0.1 s is taken at 0.0999999 too, so both give the same samples.
+TIME_EPSILON = 1e-6
 SETTLED_SECONDS = 2.0          # weight 0.91: what "settled" means
 
 
@@ -58,7 +61,7 @@ class RestEstimator:
             if time < self._next_time - SAMPLE_SECONDS:
                 # Time went backwards (a video looped, a new take): start this person afresh.
                 self.__init__(self.prior, self.quantile, self.low, self.high)
-            elif time < self._next_time:
+            elif time < self._next_time - TIME_EPSILON:
                 return
         v = np.asarray(values, dtype=np.float64)   # NaN: that measure is not sampled this time
         self._ring[self.samples % len(self._ring)] = v
