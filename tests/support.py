@@ -1,7 +1,10 @@
 """Helpers shared by test modules (pytest puts this folder on sys.path)."""
 
 import shutil
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -124,3 +127,32 @@ def demo_solver(**options):
     solver = Solver(**options)
     solver.set_neutral(Neutral(rest, None, np.zeros(3), np.zeros(3)))
     return solver
+
+
+class Receiver:
+    """Collects every datagram sent to an ephemeral port on 127.0.0.1 (or on ``host``)."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.datagrams.append(self.sock.recv(65535))
+            except socket.timeout:
+                pass
+
+    def close(self):
+        time.sleep(0.3)
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()

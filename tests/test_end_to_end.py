@@ -4,47 +4,17 @@ import json
 import os
 import socket
 import subprocess
-import threading
 import time
 
 import numpy as np
 import pytest
 from pythonosc.osc_packet import OscPacket
-from support import SHARED_DATA, tracker_command
+from support import SHARED_DATA, Receiver, tracker_command
 
 DATA = SHARED_DATA
 D3 = DATA / "video" / "liveportrait_d3.mp4"
 MODEL = DATA / "models" / "face_landmarker.task"
 MAX_DATAGRAM = 1472
-
-
-class Receiver:
-    """Collects every datagram sent to an ephemeral port on 127.0.0.1 (or on ``host``)."""
-
-    def __init__(self, host: str = "127.0.0.1"):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-        self.sock.bind((host, 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.datagrams: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.datagrams.append(self.sock.recv(65535))
-            except socket.timeout:
-                pass
-
-    def close(self):
-        time.sleep(0.3)
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 def run_tracker(*args, timeout=180) -> tuple[subprocess.CompletedProcess, list[bytes]]:

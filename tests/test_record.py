@@ -6,16 +6,14 @@ import gzip
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 from pythonosc.osc_packet import OscPacket
-from support import MODEL_FILE, SHARED_DATA, backend_skip, tracker_command
+from support import MODEL_FILE, SHARED_DATA, Receiver, backend_skip, tracker_command
 
 import bridge
 from bridge import record, tracking
@@ -797,37 +795,9 @@ def _clip_skip() -> str | None:
 needs_clip = pytest.mark.skipif(_clip_skip() is not None, reason=_clip_skip() or "")
 
 
-class _Receiver:
-    """Every datagram sent to an ephemeral UDP port on 127.0.0.1."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.datagrams: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.datagrams.append(self.sock.recv(65535))
-            except socket.timeout:
-                pass
-
-    def close(self):
-        time.sleep(0.3)   # the last datagrams in flight
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
 def _run_cli(*args) -> tuple[subprocess.CompletedProcess, list[dict[str, float]]]:
     """The console script sending VMC to a local receiver: (process, blend values per frame)."""
-    receiver = _Receiver()
+    receiver = Receiver()
     try:
         proc = subprocess.run([*tracker_command(), "--port", str(receiver.port), "--quiet", "--control-port", "0",
                                *map(str, args)], capture_output=True, text=True, timeout=180,
