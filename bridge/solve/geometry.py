@@ -41,12 +41,12 @@ SQUINT_RANGE = (0.03, 0.1)       # the lower lid rising, eye widths
 EYEBALL_RADIUS = 1.25
 EYE_LOOK_RANGE_YAW = 30.0    # degrees that read as eyeLookIn/Out = 1
 EYE_LOOK_RANGE_PITCH = 25.0  # degrees that read as eyeLookUp/Down = 1
-# Jaw: the chin dropping from the nose base by 2.3 cm reads jawOpen = 1. The chin's rest is
+# Jaw: the chin dropping from the nose base by 2.0 cm reads jawOpen = 1. The chin's rest is
 # this person's, and it wanders by up to 0.5-0.7 cm with closed lips (the mesh follows
 # chins loosely), hence the start. The inner lip gap counts too, against no rest
 # (closed lips are 0 apart on everyone): on the 19 people's labelled frames closed
 # mouths read a gap of at most 0.17 cm bar tracking slips, open ones from 0.74.
-CHIN_DROP_RANGE = (0.3, 2.3)
+CHIN_DROP_RANGE = (0.3, 2.0)
 LIP_GAP_RANGE = (0.3, 2.0)
 LIP_GAP_WEIGHT = 0.8
 CLOSE_GAP_RANGE = (0.4, 1.0)     # mouthClose: lips still together
