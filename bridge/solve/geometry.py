@@ -1,14 +1,15 @@
-"""The solver: 478 landmarks in, a FaceState out. Pure numpy, no I/O, no globals
-beyond constants.
+"""The geometric path: landmarks in, measures and values out. Pure numpy, no I/O,
+no state.
 
 1. Head pose: a weighted similarity fit (Umeyama) of MediaPipe's canonical face
    to the observed points, over the stable points MediaPipe itself uses for its
    rigid fit. That gives rotation, scale and position.
-2. Everything else is measured on the points brought back into the canonical
+2. The expression is measured on the points brought back into the canonical
    face's frame ("head-aligned": rotation, position and face size removed), so
-   turning the head or moving closer changes no expression. Distances there are
-   in the canonical face's centimetres.
-3. Each measure is mapped to [0, 1] with a documented rest value and range.
+   turning the head or moving closer changes no expression: MEASURES, in the
+   canonical face's centimetres (eye measures in eye widths).
+3. expression() maps each measure's change from a rest value (this person's, or
+   REST_PRIOR's) to [0, 1] through the documented ranges below.
 """
 
 from __future__ import annotations
