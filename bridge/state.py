@@ -236,10 +236,10 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
 def matrix_to_angles(r: np.ndarray) -> tuple[float, float, float]:
     """Inverse of angles_to_quat for a rotation matrix R = Ry(yaw) Rx(-pitch) Rz(-roll)."""
     # R[1,2] = sin(pitch); R[0,2] = sin(yaw)cos(pitch); R[1,0] = -sin(roll)cos(pitch).
-    pitch = np.degrees(np.arcsin(np.clip(r[1, 2], -1.0, 1.0)))
-    yaw = np.degrees(np.arctan2(r[0, 2], r[2, 2]))
-    roll = np.degrees(np.arctan2(-r[1, 0], r[1, 1]))
-    return float(yaw), float(pitch), float(roll)
+    # Plain floats: this runs every frame, where numpy's per-call overhead on scalars dominates.
+    (_, r01, r02), (r10, r11, r12), (_, _, r22) = np.asarray(r, dtype=np.float64)[:3, :3].tolist()
+    pitch = math.degrees(math.asin(min(max(r12, -1.0), 1.0)))
+    return math.degrees(math.atan2(r02, r22)), pitch, math.degrees(math.atan2(-r10, r11))
 
 
 def slerp_from_identity(q, t: float) -> np.ndarray:

@@ -23,6 +23,9 @@ from bridge.state import ARKIT_NAMES, FaceState, matrix_to_angles
 
 __all__ = ["Solver", "vrm_presets", "MODES"]
 MODES = fusion.MODES
+# Image space -> camera frame (right-handed: x right, y up, z towards the camera), with
+# MediaPipe's depth brought to the scale of x and y.
+_TO_CAMERA = np.array([1.0, -1.0, -lm.FACE_MESH_DEPTH_SCALE])
 
 
 class Solver:
@@ -78,9 +81,7 @@ class Solver:
         if not np.abs(pts).max() <= LANDMARK_LIMIT:   # NaN, inf or absurdly large (NaN fails <=)
             pts = np.clip(np.nan_to_num(pts, nan=0.0, posinf=0.0, neginf=0.0), -LANDMARK_LIMIT, LANDMARK_LIMIT)
         width, height = image_size or (self.image_width, self.image_height)
-        # Image space -> camera frame (right-handed: x right, y up, z towards camera),
-        # with MediaPipe's depth brought to the scale of x and y.
-        cam = pts * np.array([1.0, -1.0, -lm.FACE_MESH_DEPTH_SCALE])
+        cam = pts * _TO_CAMERA
         rot, scale, t = self.fit(cam[self.stable])
         m = geometry.measures_of_used(((cam[geometry.USED_INDEX] - t) @ rot) / scale)
         geo_rest, model_rest = self.rests()

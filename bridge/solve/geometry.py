@@ -424,8 +424,11 @@ def face_state(b, eye_angles) -> FaceState:
 
 def vrm_presets(b: np.ndarray, eye_angles: np.ndarray) -> np.ndarray:
     """VRM 0.x presets from ARKit values and gaze (documented in the README)."""
-    shapes = dict(zip(ARKIT_INDEX, np.asarray(b).tolist()))
-    get = shapes.__getitem__
+    shapes = np.asarray(b, dtype=np.float64).tolist()
+    index = ARKIT_INDEX
+
+    def get(name):
+        return shapes[index[name]]
     v = [0.0] * len(VRM0_NAMES)
 
     def put(name, value):
