@@ -65,7 +65,7 @@ VMC_CALIBRATED = 3
 # ---- the model's rest ------------------------------------------------------------
 # The solver reads a score as (s - rest) / (1 - rest): a captured rest above this
 # would amplify the score's noise by more than 4x (and a rest of 1 would divide by 0).
-MAX_MODEL_REST = 0.75
+MAX_CAPTURED_MODEL_REST = 0.75
 # The Face Landmarker gives no tongueOut: its rest is 0, as the solver's estimate has it.
 _NO_MODEL_SCORE = np.array([n == "tongueOut" for n in ARKIT_NAMES])
 
@@ -190,7 +190,7 @@ class NeutralAccumulator:
             measures = np.where(counts > 0, self._measures / np.maximum(counts, 1), geometry.PRIOR_VECTOR)
         model = None
         if self.score_frames:
-            model = np.clip(self._scores / self.score_frames, 0.0, MAX_MODEL_REST)
+            model = np.clip(self._scores / self.score_frames, 0.0, MAX_CAPTURED_MODEL_REST)
         return Neutral(
             measures=measures,
             model=model,
@@ -377,7 +377,7 @@ PROFILE_NAME_RULE = "1-64 letters, digits, '_', '.' or '-', not starting with '.
 # Bounds a stored value must be within (FaceState's own sanitized() ranges).
 # Measures are centimetres or eye widths of a face: a few at most, 100 is no face.
 MEASURE_BOUNDS = (-100.0, 100.0)
-MODEL_BOUNDS = (0.0, MAX_MODEL_REST)
+MODEL_BOUNDS = (0.0, MAX_CAPTURED_MODEL_REST)
 HEAD_ANGLE_BOUNDS = (-180.0, 180.0)
 HEAD_POSITION_BOUNDS = (-100.0, 100.0)
 HEAD_ANGLE_KEYS = ("yaw", "pitch", "roll")

@@ -16,7 +16,7 @@ import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
 from bridge.calibrate import (
-    ADAPTIVE_DECAY_SECONDS, ADAPTIVE_FLOOR, CALIBRATED_NOTE_SECONDS, CONFIG_DIR_ENV, MAX_MODEL_REST,
+    ADAPTIVE_DECAY_SECONDS, ADAPTIVE_FLOOR, CALIBRATED_NOTE_SECONDS, CONFIG_DIR_ENV, MAX_CAPTURED_MODEL_REST,
     VMC_CALIBRATED, VMC_CALIBRATING, AdaptiveRange, Calibrator, Capture, Neutral, NeutralAccumulator,
     ProfileError, check_profile_name, config_dir, load_profile, profile_path, save_profile,
 )
@@ -225,7 +225,7 @@ def test_a_capture_held_in_a_big_smile_caps_the_model_rest():
     acc = NeutralAccumulator()
     acc.add(face(measures=measures(), scores=scores(smile=1.0)))
     # (s - rest) / (1 - rest): a rest of 1 would divide by zero, one near it amplify noise.
-    assert acc.mean().model[ARKIT_INDEX["mouthSmileLeft"]] == MAX_MODEL_REST
+    assert acc.mean().model[ARKIT_INDEX["mouthSmileLeft"]] == MAX_CAPTURED_MODEL_REST
 
 
 def test_capture_window_starts_at_the_first_face_frame():

@@ -104,7 +104,8 @@ class Solver:
         state.measures = np.array(m)
         state.scores = model
         if self.adapt and time is not None:
-            self.geometry_rest.update(time, geometry.rest_sample(m))
-            if model is not None:
+            if self.geometry_rest.due(time):
+                self.geometry_rest.update(time, geometry.rest_sample(m))
+            if model is not None and self.model_rest.due(time):
                 self.model_rest.update(time, np.where(np.isfinite(model), model, 0.0))
         return state.sanitized()

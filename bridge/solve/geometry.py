@@ -36,6 +36,8 @@ from bridge.state import ARKIT_INDEX, VRM0_INDEX, VRM0_NAMES, FaceState
 EYE_REST_MIN = 0.15          # a rest estimate never makes an eye this narrow count as open
 EYE_OPEN_RATIO = 0.57
 EYE_CLOSED_RATIO = 0.17
+# Where eyeBlink passes 0.5: below this fraction of the open eye the lids count as shut.
+EYE_SHUT_RATIO = (EYE_OPEN_RATIO + EYE_CLOSED_RATIO) / 2.0
 EYE_WIDE_RANGE = (0.12, 0.3)     # opened wider than this person's rest
 SQUINT_RANGE = (0.03, 0.1)       # the lower lid rising, eye widths
 # Iris offset from the eye centre -> gaze angle through an eyeball of this radius.
@@ -404,7 +406,7 @@ def rest_sample(m: list[float]) -> np.ndarray:
     eye's rest, however long they last)."""
     v = np.array(m)
     for k in (M["eye_open_L"], M["eye_open_R"]):
-        if v[k] / EYE_REST <= (EYE_OPEN_RATIO + EYE_CLOSED_RATIO) / 2.0:
+        if v[k] / EYE_REST <= EYE_SHUT_RATIO:
             v[k] = np.nan
     return v
 

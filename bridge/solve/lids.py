@@ -19,7 +19,7 @@ Openness is taken as a fraction of this person's open eye (bridge.solve.geometry
 
 from __future__ import annotations
 
-from bridge.solve.geometry import EYE_CLOSED_RATIO, EYE_OPEN_RATIO
+from bridge.solve.geometry import EYE_OPEN_RATIO, EYE_SHUT_RATIO
 
 SLOW_CLOSING_SECONDS = 0.14   # blinks shut within 3 frames at 25 fps (0.12 s); liveportrait_d3's downward looks take 5 (0.17 s)
 TIME_EPSILON = 1e-6  # frame times rounded or summed from float steps judge the same
@@ -28,7 +28,7 @@ GAP_SECONDS = 0.5    # a longer gap between frames (face lost) starts afresh
 OPEN_RATIO = EYE_OPEN_RATIO
 # At or below this: shut (a blink or a lowered gaze); where eyeBlink passes 0.5, so
 # an eye that reads closed has been judged lowered or not.
-SHUT_RATIO = (EYE_OPEN_RATIO + EYE_CLOSED_RATIO) / 2.0
+SHUT_RATIO = EYE_SHUT_RATIO
 # An eye found shut when tracking starts counts as lowered until it opens, unless
 # its lids then go this much further (as a fraction of the open eye): lowered lids
 # rest on the eyeball, lids that keep closing are a closure.

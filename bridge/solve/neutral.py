@@ -55,14 +55,18 @@ class RestEstimator:
     def settled(self) -> bool:
         return self.samples * SAMPLE_SECONDS >= SETTLED_SECONDS
 
+    def due(self, time: float) -> bool:
+        """Whether a frame at `time` would be sampled (callers build a sample only then)."""
+        return (self._next_time is None or time >= self._next_time - TIME_EPSILON
+                or time < self._next_time - SAMPLE_SECONDS)
+
     def update(self, time: float, values) -> None:
         """One frame's measures at capture time `time` (seconds)."""
-        if self._next_time is not None:
-            if time < self._next_time - SAMPLE_SECONDS:
-                # Time went backwards (a video looped, a new take): start this person afresh.
-                self.__init__(self.prior, self.quantile, self.low, self.high)
-            elif time < self._next_time - TIME_EPSILON:
-                return
+        if not self.due(time):
+            return
+        if self._next_time is not None and time < self._next_time - SAMPLE_SECONDS:
+            # Time went backwards (a video looped, a new take): start this person afresh.
+            self.__init__(self.prior, self.quantile, self.low, self.high)
         v = np.asarray(values, dtype=np.float64)   # NaN: that measure is not sampled this time
         self._ring[self.samples % len(self._ring)] = v
         self.samples += 1
