@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="VMC presets: perfect-sync clip names EyeBlinkLeft (pascal, the default) or eyeBlinkLeft (camel)")
     out.add_argument("--vrm-names", choices=("0", "1"), default=None,
                      help="VMC presets: expression names VRM 0.x A, Blink_L ... (0, vmc's) or VRM 1.0 aa, blinkLeft ... (1)")
+    out.add_argument("--avatar", metavar="MODEL.vrm",
+                     help="VMC presets: send this VRM avatar's own neck, head and eye bone offsets "
+                          "(receivers such as EVMC4U apply bone positions every frame)")
     out.add_argument("--mirror", action="store_true",
                      help="mirror the avatar: your left becomes its right (default: it copies your sides)")
 
@@ -324,31 +327,51 @@ def _open_outputs(args, stack) -> list:
     from bridge.send import TargetError, UdpTarget, parse_port
     specs = _target_specs(args)
     overrides = _preset_overrides(args)
-    presets, encoders = [], []
+    presets = []
     for spec in specs:
         try:
             presets.append(_load_preset(spec, overrides))
-            encoders.append(presets[-1].encoder())
         except PresetError as error:
             raise UsageError(f"--target {spec.text!r}: {error}" if args.target else str(error)) from None
     if (args.arkit_names or args.vrm_names) and not any(p.protocol == "vmc" for p in presets):
         option = "--arkit-names" if args.arkit_names else "--vrm-names"
         raise UsageError(f"{option} is for VMC presets (vmc, vrm1), and no target uses one")
+    bones = _avatar_bones(args, presets)
     outputs = []
-    for spec, preset, encoder in zip(specs, presets, encoders):
+    for spec, preset in zip(specs, presets):
         try:
             port = parse_port(spec.port) if spec.port is not None else preset.port
             target = stack.enter_context(UdpTarget(spec.host or preset.host, port))
-        except TargetError as error:
+            # Datagrams the target's address family carries unfragmented (IPv6: 1452).
+            encoder = preset.encoder(max_packet=target.unfragmented, bone_positions=bones)
+        except (TargetError, PresetError) as error:
             raise UsageError(f"--target {spec.text!r}: {error}" if args.target else str(error)) from None
         outputs.append(Output(encoder, target, label=f"{preset.name}@{target.address}", preset=preset))
     return outputs
 
 
+def _avatar_bones(args, presets) -> dict:
+    """--avatar: the avatar's own Neck / Head / eye offsets for the VMC bones."""
+    if args.avatar is None:
+        return {}
+    if not any(p.protocol == "vmc" for p in presets):
+        raise UsageError("--avatar is for VMC presets (its bone offsets go out in /VMC/Ext/Bone/Pos), "
+                         "and no target uses one")
+    from bridge.avatar import AvatarError, load_avatar
+    try:
+        avatar = load_avatar(args.avatar)
+    except AvatarError as error:
+        raise UsageError(str(error)) from None
+    log.info("bone offsets from %s (VRM %s): %s", args.avatar, avatar.vrm_version,
+             ", ".join(f"{b} {x:+.3f} {y:+.3f} {z:+.3f}" for b, (x, y, z) in avatar.offsets.items()))
+    return dict(avatar.offsets)
+
+
 def _describe(output) -> str:
     preset = output.preset
     kind = "VMC" if preset.protocol == "vmc" else "OSC"
-    framing = "bundles" if preset.bundle else "plain messages"
+    limit = output.encoder.preset.max_packet      # the preset's, or lower for the address family
+    framing = f"bundles of <= {limit} B" if preset.bundle else f"plain messages of <= {limit} B"
     if preset.protocol == "osc" and not preset.channels and not preset.messages:
         framing = "landmarks only"
     return f"{output.label} ({kind}, {framing})"

@@ -1,7 +1,10 @@
 """UDP sending of ready-made datagrams. Knows nothing about faces or OSC.
 
 The host is resolved once, when the target is made; later sends use the numeric
-address, so a name that stops resolving mid-show changes nothing. The socket is
+address, so a name that stops resolving mid-show changes nothing. A name with both
+IPv4 and IPv6 addresses goes to its IPv4 one: Debian 13 and others list `localhost`
+as ::1 first, and receivers (Unity apps, VSeeFace, python-osc servers) mostly bind
+0.0.0.0 or 127.0.0.1 only. A receiver bound to ::1 alone needs `--host ::1`. The socket is
 connected (the kernel reports a receiver that is not listening as ECONNREFUSED) and
 non-blocking (a full send buffer is EAGAIN / ENOBUFS, never a stall). Every failed
 datagram is counted, by kind, and each kind is logged once per target.
@@ -17,6 +20,10 @@ from collections import Counter
 log = logging.getLogger("facemocap.send")
 
 PORT_MIN, PORT_MAX = 1, 65535
+# The most a datagram carries without fragmenting on 1500-byte Ethernet: the MTU less
+# the IP header (20 bytes IPv4, 40 IPv6) and UDP's 8. A fragmented datagram is lost
+# whole when any fragment is.
+UNFRAGMENTED = {socket.AF_INET: 1472, socket.AF_INET6: 1452}
 
 
 class TargetError(Exception):
@@ -40,12 +47,8 @@ class UdpTarget:
     def __init__(self, host: str, port: int, *, socket_factory=socket.socket):
         """socket_factory(family, type, proto): socket.socket, or a stand-in for tests."""
         port = parse_port(port)
-        try:
-            family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-        except (socket.gaierror, UnicodeError) as e:
-            reason = getattr(e, "strerror", None) or str(e)
-            raise TargetError(f"cannot resolve host {host!r}: {reason}") from None
-        self.host, self.port = sockaddr[0], port
+        family, kind, proto, sockaddr = resolve(host, port)
+        self.host, self.port, self.family = sockaddr[0], port, family
         try:
             self._sock = socket_factory(family, kind, proto)
         except OSError as e:
@@ -64,6 +67,11 @@ class UdpTarget:
             # E.g. no route yet: keep going unconnected, send() counts the failures.
             self._log_once(e)
             self._send = lambda datagram: self._sock.sendto(datagram, sockaddr)
+
+    @property
+    def unfragmented(self) -> int:
+        """The largest datagram this target's address family carries unfragmented."""
+        return UNFRAGMENTED.get(self.family, UNFRAGMENTED[socket.AF_INET6])
 
     @property
     def address(self) -> str:
@@ -101,6 +109,19 @@ class UdpTarget:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def resolve(host: str, port: int):
+    """(family, type, proto, sockaddr) for a UDP destination, IPv4 first (see above)."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise TargetError(f"cannot resolve host {host!r}: {reason}") from None
+    if not found:
+        raise TargetError(f"cannot resolve host {host!r}: no address")
+    family, kind, proto, _, sockaddr = min(found, key=lambda a: a[0] != socket.AF_INET)
+    return family, kind, proto, sockaddr
 
 
 def error_kind(error: OSError) -> str:

@@ -28,8 +28,9 @@ CALIBRATION_STATES = (0, 1, 2, 3)  # uncalibrated, waiting, calibrating, calibra
 CALIBRATED = 3
 # Share of the head rotation carried by the neck; the head bone carries the rest.
 NECK_SHARE = 0.4
-# Nominal local bone offsets in metres, Unity frame (+X = character's right, +Z = forward).
-# Most receivers use only the rotations of these bones.
+# Local bone offsets in metres, Unity frame (+X = character's right, +Z = forward),
+# sent in every /VMC/Ext/Bone/Pos. EVMC4U and the VMC samples set localPosition from
+# them, so without --avatar these stand in for a typical avatar's.
 BONE_POSITIONS = {
     "Neck": (0.0, 0.1, 0.0),
     "Head": (0.0, 0.08, 0.0),
@@ -44,7 +45,9 @@ _FLOAT = 4    # bytes per OSC float32
 _BUNDLE_ITEM_SIZE = 4  # the int32 size prefix of each bundle element
 # "#bundle\0" + the "immediately" timetag, as python-osc writes it.
 BUNDLE_HEADER = osc_bundle_builder.OscBundleBuilder(osc_bundle_builder.IMMEDIATELY).build().dgram
-DEFAULT_MAX_PACKET = 1472  # 1500-byte Ethernet MTU minus IPv4 and UDP headers
+# Bytes per datagram: what the VMC reference sender keeps to; unfragmented on any
+# Ethernet path, IPv4 or IPv6.
+DEFAULT_MAX_PACKET = 1200
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class VmcOptions:
     bundle: bool = True            # False: every message is its own datagram
     max_packet: int = DEFAULT_MAX_PACKET  # bytes per datagram (bundles split to fit)
     vrm_names: str = "0"           # "0": VRM 0.x presets (A, Blink_L ...); "1": VRM 1.0 (aa, blinkLeft ...)
+    root: bool = False             # send /VMC/Ext/Root/Pos (receivers then pin the model at the origin)
+    bone_positions: tuple = ()     # (bone, (x, y, z)) pairs replacing BONE_POSITIONS' (an avatar's own)
 
 
 # Subject frame -> Unity frame is the reflection X -> -X; for a quaternion (x, y, z, w) -> (x, -y, -z, w).
@@ -109,11 +114,14 @@ class VmcEncoder:
             (VRM0_NAMES if options.vrm_names == "0" else VRM1_NAMES) + arkit
 
         # Each message: (address, constant leading args, number of changing trailing floats).
-        bone_msgs = [("/VMC/Ext/Bone/Pos", (b, *map(float, BONE_POSITIONS[b])), _QUAT) for b in BONES]
+        positions = {**BONE_POSITIONS, **dict(options.bone_positions)}
+        if set(positions) != set(BONES):
+            raise ValueError(f"bone_positions may name only {', '.join(BONES)}")
+        bone_msgs = [("/VMC/Ext/Bone/Pos", (b, *map(float, positions[b])), _QUAT) for b in BONES]
         self._layout = [
             ("/VMC/Ext/OK", (_LOADED,), 0),  # + calibration state, mode and tracking, see _messages
             ("/VMC/Ext/T", (), 1),
-            ("/VMC/Ext/Root/Pos", ROOT_POSE, 0),
+            *([("/VMC/Ext/Root/Pos", ROOT_POSE, 0)] if options.root else []),
             *bone_msgs,
             *[("/VMC/Ext/Blend/Val", (name,), 1) for name in self.blend_names],
             ("/VMC/Ext/Blend/Apply", (), 0),

@@ -26,370 +26,38 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import struct
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from pythonosc.osc_message_builder import OscMessageBuilder
 
-from .state import ARKIT_INDEX, ARKIT_NAMES, VRM0_INDEX, VRM0_NAMES, VRM1_FROM_VRM0, FaceState, pascal_case
-from .vmc import BUNDLE_HEADER, CALIBRATED, DEFAULT_MAX_PACKET, VmcEncoder, VmcOptions, bone_rotations_from
+from ..state import FaceState
+from ..vmc import CALIBRATED, DEFAULT_MAX_PACKET, VmcEncoder, VmcOptions, bone_rotations_from
+from .channels import (
+    _BONE_CHANNELS, _LOOKUP, CHANNELS, GROUPS, SPECIAL_ARGS, BASE_SIZE, Channel, ChannelMap, ChannelSettings, Curve,
+    base_vector, channel,
+)
+from .framing import LandmarkChunks, OscFrame, split_datagrams
+
+__all__ = [
+    "BASE_SIZE", "CHANNELS", "GROUPS", "SPECIAL_ARGS", "Channel", "ChannelMap", "ChannelSettings", "Curve",
+    "LandmarkChunks", "OscFrame", "Preset", "PresetError", "base_vector", "channel", "load_preset",
+    "preset_from_dict", "presets_dir", "shipped_presets", "split_datagrams",
+]
 
 DEFAULT_PRESET = "vmc"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_VMC_PORT = 39539
-MAX_PACKET_RANGE = (128, 65507)   # 65507: the largest UDP payload over IPv4
+# 1472: the most an IPv4 datagram carries unfragmented on Ethernet (IPv6: 1452, see
+# bridge.send.UNFRAGMENTED; a target's family lowers the limit, never raises it).
+MAX_PACKET_RANGE = (128, 1472)
 MAX_NAME = 63                     # characters in a VMC name (what receivers accept)
-LANDMARK_FLOATS = 3
-_BUNDLE_ITEM = 4                  # the int32 size prefix of each bundle element
-_ARG = 4                          # bytes of an OSC int32 or float32
 
 
 class PresetError(Exception):
     """A preset that can't be used; the message is one line naming the file and key."""
-
-
-# --------------------------------------------------------------------------- catalogue
-
-# Index of each FaceState.vector() entry (see FaceState._SLICES), plus the computed extras.
-_HEAD, _POS, _EYES = 68, 71, 74            # yaw pitch roll | x y z | ly lp ry rp
-_SURPRISED = FaceState.SIZE                # VRM 1.0 "surprised" (not linear in the state)
-BASE_SIZE = FaceState.SIZE + 1
-
-
-@dataclass(frozen=True)
-class Channel:
-    """One value a preset can send: sum(coef * base[index]) + constant."""
-    name: str                        # canonical name (what presets use)
-    group: str
-    low: float                       # natural range: the default clamp
-    high: float
-    restyle: bool                    # `names = "pascal" | "camel"` applies to it
-    terms: tuple[tuple[int, float], ...]
-    constant: float = 0.0
-    unit: str = ""
-
-    def styled(self, style: str) -> str:
-        if not self.restyle:
-            return self.name
-        return pascal_case(self.name) if style == "pascal" else self.name[:1].lower() + self.name[1:]
-
-
-def _catalogue() -> list[Channel]:
-    out: list[Channel] = []
-    b = ARKIT_INDEX
-
-    def add(name, group, terms, constant=0.0, low=0.0, high=1.0, restyle=False, unit=""):
-        out.append(Channel(name, group, low, high, restyle, tuple(terms), constant, unit))
-
-    for name in ARKIT_NAMES:
-        add(name, "arkit", [(b[name], 1.0)], restyle=True)
-    for name in VRM0_NAMES:
-        add(name, "vrm0", [(52 + VRM0_INDEX[name], 1.0)])
-    for name, source in VRM1_FROM_VRM0.items():
-        terms = [(52 + VRM0_INDEX[source], 1.0)] if source else [(_SURPRISED, 1.0)] if name == "surprised" else []
-        add(name, "vrm1", terms)
-    for i, name in enumerate(("headYaw", "headPitch", "headRoll")):
-        add(name, "head", [(_HEAD + i, 1.0)], low=-180.0, high=180.0, restyle=True, unit="deg")
-    for i, name in enumerate(("headX", "headY", "headZ")):
-        add(name, "head", [(_POS + i, 1.0)], low=-100.0, high=100.0, restyle=True, unit="m")
-    for i, name in enumerate(("leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch")):
-        add(name, "eyes", [(_EYES + i, 1.0)], low=-90.0, high=90.0, restyle=True, unit="deg")
-
-    # VRChat's native eye tracking (/tracking/eye/...): pitch + = down, yaw + = the
-    # user's right, degrees, relative to the head. Ours: pitch + = up, yaw + = own left.
-    add("vrcEyesClosed", "vrchat", [(b["eyeBlinkLeft"], 0.5), (b["eyeBlinkRight"], 0.5)], restyle=True)
-    add("vrcEyePitch", "vrchat", [(_EYES + 1, -0.5), (_EYES + 3, -0.5)], low=-90.0, high=90.0,
-        restyle=True, unit="deg")
-    add("vrcEyeYaw", "vrchat", [(_EYES + 0, -0.5), (_EYES + 2, -0.5)], low=-90.0, high=90.0,
-        restyle=True, unit="deg")
-
-    # VRCFaceTracking Unified Expressions v2 parameters (docs.vrcft.io, "Parameters";
-    # ARKit equivalents from its "ARKit" compatibility table). Only what ARKit-style
-    # values can express; signed ones are -1..1.
-    def u(name, terms, constant=0.0, low=0.0, high=1.0):
-        add("v2/" + name, "unified", [(b[n] if isinstance(n, str) else n, c) for n, c in terms], constant, low, high)
-
-    for side in ("Left", "Right"):
-        # EyeLid: 0 closed, 0.75 open, 1 widened.
-        u(f"EyeLid{side}", [(f"eyeBlink{side}", -0.75), (f"eyeWide{side}", 0.25)], 0.75)
-    u("EyeLid", [("eyeBlinkLeft", -0.375), ("eyeBlinkRight", -0.375),
-                 ("eyeWideLeft", 0.125), ("eyeWideRight", 0.125)], 0.75)
-    for side in ("Left", "Right"):
-        u(f"EyeSquint{side}", [(f"eyeSquint{side}", 1.0)])
-    u("EyeSquint", [("eyeSquintLeft", 0.5), ("eyeSquintRight", 0.5)])
-    # Gaze, normalised: 45 degrees = 1; X + = looks to the user's right, Y + = up.
-    u("EyeLeftX", [(_EYES + 0, -1 / 45)], low=-1.0)
-    u("EyeLeftY", [(_EYES + 1, 1 / 45)], low=-1.0)
-    u("EyeRightX", [(_EYES + 2, -1 / 45)], low=-1.0)
-    u("EyeRightY", [(_EYES + 3, 1 / 45)], low=-1.0)
-    u("EyeX", [(_EYES + 0, -0.5 / 45), (_EYES + 2, -0.5 / 45)], low=-1.0)
-    u("EyeY", [(_EYES + 1, 0.5 / 45), (_EYES + 3, 0.5 / 45)], low=-1.0)
-    for side in ("Left", "Right"):
-        u(f"BrowDown{side}", [(f"browDown{side}", 1.0)])
-        u(f"BrowOuterUp{side}", [(f"browOuterUp{side}", 1.0)])
-        u(f"BrowExpression{side}", [("browInnerUp", 0.5), (f"browOuterUp{side}", 0.5), (f"browDown{side}", -1.0)],
-          low=-1.0)
-    u("BrowInnerUp", [("browInnerUp", 1.0)])
-    for side in ("Left", "Right"):
-        u(f"NoseSneer{side}", [(f"noseSneer{side}", 1.0)])
-        u(f"CheekSquint{side}", [(f"cheekSquint{side}", 1.0)])
-        u(f"CheekPuffSuck{side}", [("cheekPuff", 1.0)], low=-1.0)
-    u("NoseSneer", [("noseSneerLeft", 0.5), ("noseSneerRight", 0.5)])
-    u("CheekSquint", [("cheekSquintLeft", 0.5), ("cheekSquintRight", 0.5)])
-    u("CheekPuffSuck", [("cheekPuff", 1.0)], low=-1.0)
-    u("JawOpen", [("jawOpen", 1.0)])
-    u("MouthClosed", [("mouthClose", 1.0)])
-    u("JawX", [("jawRight", 1.0), ("jawLeft", -1.0)], low=-1.0)
-    u("JawZ", [("jawForward", 1.0)], low=-1.0)
-    u("LipSuckUpper", [("mouthRollUpper", 1.0)])
-    u("LipSuckLower", [("mouthRollLower", 1.0)])
-    u("LipSuck", [("mouthRollUpper", 0.5), ("mouthRollLower", 0.5)])
-    u("LipFunnel", [("mouthFunnel", 1.0)])
-    u("LipPucker", [("mouthPucker", 1.0)])
-    for side in ("Left", "Right"):
-        for shape in ("UpperUp", "LowerDown", "Smile", "Frown", "Stretch", "Dimple", "Press"):
-            u(f"Mouth{shape}{side}", [(f"mouth{shape}{side}", 1.0)])
-    u("MouthUpperUp", [("mouthUpperUpLeft", 0.5), ("mouthUpperUpRight", 0.5)])
-    u("MouthLowerDown", [("mouthLowerDownLeft", 0.5), ("mouthLowerDownRight", 0.5)])
-    u("MouthOpen", [("mouthUpperUpLeft", 0.25), ("mouthUpperUpRight", 0.25),
-                    ("mouthLowerDownLeft", 0.25), ("mouthLowerDownRight", 0.25)])
-    u("MouthRaiserUpper", [("mouthShrugUpper", 1.0)])
-    u("MouthRaiserLower", [("mouthShrugLower", 1.0)])
-    u("MouthX", [("mouthRight", 1.0), ("mouthLeft", -1.0)], low=-1.0)
-    for side in ("Left", "Right"):
-        u(f"MouthSad{side}", [(f"mouthFrown{side}", 0.5), (f"mouthStretch{side}", 0.5)])
-        u(f"SmileFrown{side}", [(f"mouthSmile{side}", 1.0), (f"mouthFrown{side}", -1.0)], low=-1.0)
-        u(f"SmileSad{side}", [(f"mouthSmile{side}", 1.0), (f"mouthFrown{side}", -0.5), (f"mouthStretch{side}", -0.5)],
-          low=-1.0)
-    u("TongueOut", [("tongueOut", 1.0)])
-    return out
-
-
-CHANNELS: tuple[Channel, ...] = tuple(_catalogue())
-GROUPS: dict[str, tuple[Channel, ...]] = {}
-for _c in CHANNELS:
-    GROUPS.setdefault(_c.group, ())
-    GROUPS[_c.group] += (_c,)
-# Channel names as presets may write them: the canonical name, and for restylable
-# channels also their pascal / camel spelling. Unambiguous by construction (checked).
-_LOOKUP: dict[str, Channel] = {}
-for _c in CHANNELS:
-    for _key in {_c.name, _c.styled("pascal"), _c.styled("camel")}:
-        assert _key not in _LOOKUP or _LOOKUP[_key] is _c, f"channel name clash: {_key}"
-        _LOOKUP[_key] = _c
-# Head and eye angles: VMC bones read them (so gain etc. on them turn the bones too).
-_BONE_CHANNELS = ("headYaw", "headPitch", "headRoll", "leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch")
-# Message arguments that are not channels: type tag and meaning.
-SPECIAL_ARGS = {"found": "i", "calibration": "i", "time": "f"}
-
-
-def channel(name: str) -> Channel:
-    return _LOOKUP[name]
-
-
-def base_vector(state: FaceState) -> np.ndarray:
-    """The sanitized state vector plus the computed extras: what channels are made of."""
-    s = state.sanitized()
-    b = s.blendshapes
-    brows_up = (b[ARKIT_INDEX["browInnerUp"]] + (b[ARKIT_INDEX["browOuterUpLeft"]]
-                                                 + b[ARKIT_INDEX["browOuterUpRight"]]) / 2.0) / 2.0
-    widened = max((b[ARKIT_INDEX["eyeWideLeft"]] + b[ARKIT_INDEX["eyeWideRight"]]) / 2.0, b[ARKIT_INDEX["jawOpen"]])
-    surprised = min(max(brows_up * (0.5 + 0.5 * widened), 0.0), 1.0)   # as bridge.state.vrm1_values
-    return np.concatenate([s.vector(), [surprised]])
-
-
-# --------------------------------------------------------------------------- map stage
-
-@dataclass(frozen=True)
-class Curve:
-    kind: str = "linear"      # "linear", "smoothstep", "gamma"
-    gamma: float = 1.0
-
-    def describe(self) -> str:
-        return f"gamma {self.gamma:g}" if self.kind == "gamma" else self.kind
-
-
-@dataclass(frozen=True)
-class ChannelSettings:
-    gain: float = 1.0
-    offset: float = 0.0
-    curve: Curve = Curve()
-    clamp: tuple[float, float] | None = None   # None: the channel's natural range
-
-
-class ChannelMap:
-    """Base vector -> the listed channels' values: channel = gain * value + offset, then
-    the curve (on the magnitude, clipped to 0..1, sign kept), then clamp. Vectorised;
-    steps that are the identity for every channel are skipped."""
-
-    def __init__(self, channels: list[Channel], settings: list[ChannelSettings]):
-        n = len(channels)
-        self.channels = channels
-        direct = [i for i, c in enumerate(channels) if len(c.terms) == 1 and c.terms[0][1] == 1.0 and c.constant == 0]
-        self._direct_pos = np.array(direct, dtype=np.intp)
-        self._direct_src = np.array([channels[i].terms[0][0] for i in direct], dtype=np.intp)
-        linear = sorted(set(range(n)) - set(direct))
-        self._linear_pos = np.array(linear, dtype=np.intp)
-        if linear:
-            used = sorted({k for i in linear for k, _ in channels[i].terms})
-            col = {k: j for j, k in enumerate(used)}
-            self._linear_cols = np.array(used, dtype=np.intp)
-            self._matrix = np.zeros((len(linear), len(used)))
-            for row, i in enumerate(linear):
-                for k, coef in channels[i].terms:
-                    self._matrix[row, col[k]] += coef
-            self._constant = np.array([channels[i].constant for i in linear])
-        gain = np.array([s.gain for s in settings], dtype=float)
-        offset = np.array([s.offset for s in settings], dtype=float)
-        affine = np.flatnonzero((gain != 1.0) | (offset != 0.0))
-        self._affine_pos, self._gain, self._offset = affine, gain[affine], offset[affine]
-        self._smooth_pos = np.array([i for i, s in enumerate(settings) if s.curve.kind == "smoothstep"], dtype=np.intp)
-        gamma = [i for i, s in enumerate(settings) if s.curve.kind == "gamma" and s.curve.gamma != 1.0]
-        self._gamma_pos = np.array(gamma, dtype=np.intp)
-        self._gamma = np.array([settings[i].curve.gamma for i in gamma], dtype=float)
-        clamps = [s.clamp or (c.low, c.high) for c, s in zip(channels, settings)]
-        self._low = np.array([lo for lo, _ in clamps], dtype=float)
-        self._high = np.array([hi for _, hi in clamps], dtype=float)
-        self.needs_extras = any(k >= FaceState.SIZE for c in channels for k, _ in c.terms)
-
-    def __call__(self, base: np.ndarray) -> np.ndarray:
-        v = np.empty(len(self.channels))
-        v[self._direct_pos] = base[self._direct_src]
-        if len(self._linear_pos):
-            v[self._linear_pos] = self._matrix @ base[self._linear_cols] + self._constant
-        if len(self._affine_pos):
-            v[self._affine_pos] = v[self._affine_pos] * self._gain + self._offset
-        if len(self._smooth_pos):
-            x = v[self._smooth_pos]
-            a = np.minimum(np.abs(x), 1.0)
-            v[self._smooth_pos] = np.sign(x) * a * a * (3.0 - 2.0 * a)
-        if len(self._gamma_pos):
-            x = v[self._gamma_pos]
-            v[self._gamma_pos] = np.sign(x) * np.minimum(np.abs(x), 1.0) ** self._gamma
-        np.clip(v, self._low, self._high, out=v)
-        return v
-
-
-# --------------------------------------------------------------------------- OSC framing
-
-def _message(address: str, args: list[tuple[str, object]]):
-    builder = OscMessageBuilder(address)
-    for kind, value in args:
-        builder.add_arg(value, kind)
-    return builder.build()
-
-
-def split_datagrams(sizes: list[int], *, bundle: bool, max_packet: int) -> list[list[int]]:
-    """Message indices per datagram, packed greedily in order (bundles), or one each.
-    Raises ValueError naming the size needed when a message can't fit."""
-    if not sizes:
-        return []
-    if not bundle:
-        if max(sizes) > max_packet:
-            raise ValueError(f"the largest message needs {max(sizes)} bytes")
-        return [[i] for i in range(len(sizes))]
-    need = len(BUNDLE_HEADER) + _BUNDLE_ITEM + max(sizes)
-    if need > max_packet:
-        raise ValueError(f"a bundle of the largest message needs {need} bytes")
-    groups, used = [], max_packet
-    for i, size in enumerate(sizes):
-        if used + _BUNDLE_ITEM + size > max_packet:
-            groups.append([])
-            used = len(BUNDLE_HEADER)
-        groups[-1].append(i)
-        used += _BUNDLE_ITEM + size
-    return groups
-
-
-class OscFrame:
-    """A fixed list of messages whose arguments are all int32 (`i`) or float32 (`f`):
-    python-osc builds them once, pack() patches the values into a copy."""
-
-    def __init__(self, messages: list[tuple[str, str]], *, bundle: bool, max_packet: int):
-        """messages: (address, type tags), e.g. ("/face/head/rotation", "fff")."""
-        built = [_message(a, [(t, 0 if t == "i" else 0.0) for t in tags]) for a, tags in messages]
-        self.groups = split_datagrams([m.size for m in built], bundle=bundle, max_packet=max_packet)
-        chunks, self.spans, f_offsets, i_offsets, pos = [], [], [], [], 0
-        for group in self.groups:
-            start = pos
-            if bundle:
-                chunks.append(BUNDLE_HEADER)
-                pos += len(BUNDLE_HEADER)
-            for i in group:
-                msg, tags = built[i], messages[i][1]
-                if bundle:
-                    chunks.append(struct.pack(">i", msg.size))
-                    pos += _BUNDLE_ITEM
-                chunks.append(msg.dgram)
-                pos += msg.size
-                for k, tag in enumerate(tags):   # the arguments are the message's last bytes
-                    (f_offsets if tag == "f" else i_offsets).append(pos - _ARG * (len(tags) - k))
-            self.spans.append((start, pos))
-        self.template = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
-        self.float_count, self.int_count = len(f_offsets), len(i_offsets)
-        self._f_index = (np.asarray(f_offsets, dtype=np.intp)[:, None] + np.arange(_ARG)).ravel()
-        self._i_index = (np.asarray(i_offsets, dtype=np.intp)[:, None] + np.arange(_ARG)).ravel()
-
-    def pack(self, floats: np.ndarray, ints: np.ndarray) -> list[bytes]:
-        """floats / ints: the `f` / `i` arguments in message order."""
-        frame = self.template.copy()
-        if self.float_count:
-            frame[self._f_index] = np.asarray(floats, dtype=float).astype(">f4").view(np.uint8)
-        if self.int_count:
-            frame[self._i_index] = np.asarray(ints, dtype=np.int64).astype(">i4").view(np.uint8)
-        data = frame.tobytes()
-        return [data[start:end] for start, end in self.spans]
-
-
-class LandmarkChunks:
-    """The raw landmarks as `address i frame f time i first i count b blob`, `chunk`
-    landmarks per message, one plain message per datagram. The blob is count x (x, y, z)
-    float32 little-endian in MediaPipe's normalised image coordinates: image-space
-    points divided by the image width on all three axes, so the face keeps its
-    proportions whatever the image's aspect ratio (x, y from the top-left corner, y
-    down; z negative towards the camera)."""
-
-    def __init__(self, address: str, chunk: int):
-        self.address, self.chunk = address, chunk
-        self._layouts: dict[int, list[tuple[bytes, int, int, bytes]]] = {}
-
-    def message_size(self, count: int) -> int:
-        return len(self._layout(count)[0][0]) + 4 * _ARG + _ARG + count * LANDMARK_FLOATS * 4 if count else 0
-
-    def _layout(self, total: int):
-        """Per chunk: (bytes before the frame index, first, count, the fixed first/count/blob-size bytes)."""
-        if total not in self._layouts:
-            layout = []
-            for first in range(0, total, self.chunk):
-                count = min(self.chunk, total - first)
-                blob = count * LANDMARK_FLOATS * 4
-                msg = _message(self.address, [("i", 0), ("f", 0.0), ("i", first), ("i", count), ("b", bytes(blob))])
-                head = msg.dgram[:msg.size - (4 * _ARG + _ARG + blob)]   # address and type tags
-                layout.append((head, first, count, struct.pack(">iii", first, count, blob)))
-            self._layouts[total] = layout
-        return self._layouts[total]
-
-    def encode(self, landmarks, image_size, *, frame_index: int, time: float) -> list[bytes]:
-        if landmarks is None or image_size is None:
-            return []
-        width, height = image_size
-        if not (width and height and width > 0 and height > 0):
-            return []
-        points = np.asarray(landmarks, dtype=np.float64)
-        if points.ndim != 2 or points.shape[1] != LANDMARK_FLOATS or not len(points):
-            return []
-        points = points / float(width)
-        if not np.isfinite(points).all():
-            return []   # NaN and inf never leave the process; a frame with them sends no landmarks
-        blob = points.astype("<f4").tobytes()
-        stamp = struct.pack(">if", int(frame_index) % 2**31, float(time) if math.isfinite(time) else 0.0)
-        step = LANDMARK_FLOATS * 4
-        return [head + stamp + fixed + blob[first * step:(first + count) * step]
-                for head, first, count, fixed in self._layout(len(points))]
 
 
 # --------------------------------------------------------------------------- presets
@@ -410,6 +78,7 @@ class Preset:
     port: int
     bundle: bool
     max_packet: int
+    root: bool                   # vmc: send /VMC/Ext/Root/Pos
     names: str                   # "pascal" | "camel"
     prefix: str
     channels: tuple[Channel, ...]          # sent as values: Blend/Val or the `blend` address
@@ -430,8 +99,14 @@ class Preset:
                 out.append(c)
         return tuple(out)
 
-    def encoder(self):
-        return VmcPresetEncoder(self) if self.protocol == "vmc" else OscPresetEncoder(self)
+    def encoder(self, *, max_packet: int | None = None, bone_positions: dict | None = None):
+        """max_packet: a lower datagram limit than the preset's (a target's address
+        family); bone_positions: an avatar's own bone offsets (VMC, see bridge.avatar)."""
+        preset = self if max_packet is None or max_packet >= self.max_packet else \
+            dataclasses.replace(self, max_packet=max_packet)
+        if self.protocol == "vmc":
+            return VmcPresetEncoder(preset, bone_positions or {})
+        return OscPresetEncoder(preset)
 
     def blend_address(self, name: str) -> str:
         return self.blend.replace("{prefix}", self.prefix).replace("{name}", name)
@@ -453,11 +128,12 @@ class _PresetEncoder:
 
 
 class VmcPresetEncoder(_PresetEncoder):
-    """The VMC frame (OK, T, Root, four bones, Blend/Val per channel, Apply) of bridge.vmc."""
+    """The VMC frame (OK, T, Root if asked, four bones, Blend/Val per channel, Apply) of bridge.vmc."""
 
-    def __init__(self, preset: Preset):
+    def __init__(self, preset: Preset, bone_positions: dict):
         super().__init__(preset)
-        options = VmcOptions(bundle=preset.bundle, max_packet=preset.max_packet)
+        options = VmcOptions(bundle=preset.bundle, max_packet=preset.max_packet, root=preset.root,
+                             bone_positions=tuple(bone_positions.items()))
         try:
             self._vmc = VmcEncoder(options, blend_names=preset.output_names)
         except ValueError as error:
@@ -489,6 +165,8 @@ class OscPresetEncoder(_PresetEncoder):
             for a in m.args:
                 if a == "time":
                     f_src.append(time_slot)
+                elif a == "tracking":
+                    pass                                  # in the type tag, see below
                 elif a in SPECIAL_ARGS:
                     i_src.append(("found", "calibration").index(a))
                 else:
@@ -498,9 +176,15 @@ class OscPresetEncoder(_PresetEncoder):
                 layout.append((preset.blend_address(name), "f"))
                 f_src.append(i)
         try:
-            self._frame = OscFrame(layout, bundle=preset.bundle, max_packet=preset.max_packet)
+            # One frame per tracking state: they differ only in the bools' type tags.
+            self._frames_by_tracking = {
+                True: OscFrame(layout, bundle=preset.bundle, max_packet=preset.max_packet),
+                False: OscFrame([(a, tags.replace("T", "F")) for a, tags in layout], bundle=preset.bundle,
+                                max_packet=preset.max_packet),
+            }
         except ValueError as error:
             raise PresetError(f"{preset.source}: key 'max_packet' is too small: {error}") from None
+        self._frame = self._frames_by_tracking[True]
         self._f_src = np.array(f_src, dtype=np.intp)
         self._i_src = np.array(i_src, dtype=np.intp)
         self._landmarks = LandmarkChunks(*preset.landmarks) if preset.landmarks else None
@@ -513,7 +197,7 @@ class OscPresetEncoder(_PresetEncoder):
         if self._frame.spans:
             floats = np.append(self.channel_values(state), time if math.isfinite(time) else 0.0)[self._f_src]
             ints = np.array([1 if tracking else 0, calibration_state])[self._i_src]
-            out = self._frame.pack(floats, ints)
+            out = self._frames_by_tracking[bool(tracking)].pack(floats, ints)
         if self._landmarks is not None and landmarks is not None:
             index = self._frames if frame_index is None else frame_index
             out += self._landmarks.encode(landmarks, image_size, frame_index=index, time=time)
@@ -523,7 +207,7 @@ class OscPresetEncoder(_PresetEncoder):
 
 # --------------------------------------------------------------------------- loading
 
-_TOP_KEYS = ("description", "protocol", "host", "port", "bundle", "max_packet", "names", "prefix",
+_TOP_KEYS = ("description", "protocol", "host", "port", "bundle", "max_packet", "root", "names", "prefix",
              "channels", "renames", "osc")
 _CHANNEL_KEYS = ("include", "exclude", "defaults", "gain", "offset", "curve", "clamp")
 _SETTING_KEYS = ("gain", "offset", "curve", "clamp")
@@ -663,6 +347,9 @@ def preset_from_dict(data, *, name: str, source: str, overrides: dict | None = N
     if "bundle" in overrides:
         bundle = overrides["bundle"]
     max_packet = c.integer(data.get("max_packet", DEFAULT_MAX_PACKET), "max_packet", *MAX_PACKET_RANGE)
+    root = c.boolean(data.get("root", False), "root")
+    if protocol == "osc" and "root" in data:
+        c.fail("key 'root' is only for protocol = \"vmc\"")
     names = c.choice(data.get("names", "pascal"), "names", ("pascal", "camel"))
     if protocol == "vmc" and "names" in overrides:
         names = overrides["names"]
@@ -764,7 +451,7 @@ def preset_from_dict(data, *, name: str, source: str, overrides: dict | None = N
 
     # -- per-channel settings
     preset = Preset(name=name, source=source, description=description, protocol=protocol, host=host, port=port,
-                    bundle=bundle, max_packet=max_packet, names=names, prefix=prefix, channels=tuple(sent),
+                    bundle=bundle, max_packet=max_packet, root=root, names=names, prefix=prefix, channels=tuple(sent),
                     output_names=tuple(output), blend=blend, messages=messages, landmarks=landmarks)
     # Defaults are for the sent channels; message arguments and VMC's bone angles
     # (also channels: gain etc. work on them) take only per-channel settings.
@@ -827,7 +514,7 @@ def presets_dir() -> Path:
     installed = resources.files("bridge").joinpath("presets")
     if installed.is_dir():
         return Path(str(installed))
-    return Path(__file__).resolve().parent.parent / "presets"
+    return Path(__file__).resolve().parent.parent.parent / "presets"
 
 
 def shipped_presets() -> list[str]:
