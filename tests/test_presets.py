@@ -24,12 +24,12 @@ from bridge.outputs import (
     CHANNELS, GROUPS, LandmarkChunks, OscFrame, PresetError, channel, load_preset, preset_from_dict, presets_dir,
     shipped_presets,
 )
-from bridge.state import ARKIT_NAMES, VRM0_NAMES, VRM1_NAMES, FaceState, pascal_case
-from bridge.vmc import BONES, VmcEncoder, VmcOptions
+from bridge.state import ARKIT_NAMES, VRM0_NAMES, VRM1_FROM_VRM0, FaceState, pascal_case
+from bridge.vmc import BONES, VmcEncoder, VmcOptions, bone_rotations
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = {"vmc", "vrm1", "vrchat", "osc", "landmarks"}
-MAX_PACKET = 1472
+SHIPPED = {"vmc", "vmc-perfect-sync", "vrchat", "vrchat-eyes", "osc", "landmarks"}
+MAX_PACKET = 1200
 OSCDUMP_TIMEOUT = 5.0
 OSCDUMP_DECIMALS = 1e-6   # oscdump prints floats with %f
 WIDTH, HEIGHT = 640, 480
@@ -100,12 +100,34 @@ def test_presets_command_lists_one_line_each():
         assert line[len(name):].strip() == load_preset(name).description
 
 
-@pytest.mark.parametrize("overrides", [{}, {"names": "camel"}, {"bundle": False}, {"vrm_names": "1"},
-                                       {"names": "camel", "vrm_names": "1", "bundle": False}])
-def test_vmc_preset_is_byte_identical_to_the_vmc_encoder(overrides):
-    reference = VmcEncoder(VmcOptions(arkit_names=overrides.get("names", "pascal"),
-                                      bundle=overrides.get("bundle", True), vrm_names=overrides.get("vrm_names", "0")))
-    preset = load_preset("vmc", overrides=overrides).encoder()
+VMC_CLIPS = ["A", "I", "U", "E", "O", "Blink", "Blink_L", "Blink_R", "LookUp", "LookDown", "LookLeft", "LookRight"]
+
+
+def _reference_vmc(names, values, overrides):
+    """What the VMC encoder itself sends for these clip names and values."""
+    encoder = VmcEncoder(VmcOptions(bundle=overrides.get("bundle", True), max_packet=1200), blend_names=names)
+
+    def encode(s, t, tracking, calibration):
+        san = s.sanitized()
+        floats = np.concatenate([[t if math.isfinite(t) else 0.0], bone_rotations(san).ravel(), values(san)])
+        return encoder.encode_floats(floats, tracking=tracking, calibration_state=calibration)
+    return encode
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("vmc", {}), ("vmc", {"bundle": False}), ("vmc", {"vrm_names": "1"}),
+    ("vmc-perfect-sync", {}), ("vmc-perfect-sync", {"names": "camel"}),
+    ("vmc-perfect-sync", {"names": "camel", "bundle": False})])
+def test_vmc_presets_are_byte_identical_to_the_vmc_encoder(name, overrides):
+    vrm = [VRM0_NAMES.index(n) for n in VMC_CLIPS]
+    if name == "vmc":
+        to_vrm1 = {old: new for new, old in VRM1_FROM_VRM0.items() if old}
+        names = [to_vrm1[n] for n in VMC_CLIPS] if overrides.get("vrm_names") == "1" else VMC_CLIPS
+        reference = _reference_vmc(names, lambda san: san.vrm[vrm], overrides)
+    else:
+        names = list(ARKIT_NAMES) if overrides.get("names") == "camel" else [pascal_case(n) for n in ARKIT_NAMES]
+        reference = _reference_vmc(names, lambda san: san.blendshapes, overrides)
+    preset = load_preset(name, overrides=overrides).encoder()
     rng = np.random.default_rng(7)
     for i in range(60):
         s = state(seed=i, head_angles=rng.normal(0, 60, 3), eye_angles=rng.normal(0, 30, (2, 2)))
@@ -117,54 +139,60 @@ def test_vmc_preset_is_byte_identical_to_the_vmc_encoder(overrides):
         for tracking, calibration in ((True, 3), (False, 3), (True, 2)):
             t = i / 30.0 if i != 3 else math.nan
             assert preset.encode(s, time=t, tracking=tracking, calibration_state=calibration) == \
-                reference.encode(s, time=t, tracking=tracking, calibration_state=calibration)
-
-
-def test_vrm1_preset_is_the_vmc_encoder_with_vrm_1_names():
-    reference = VmcEncoder(VmcOptions(vrm_names="1"))
-    for seed in range(10):
-        assert encode("vrm1", state(seed)) == reference.encode(state(seed), time=2.5, tracking=True)
+                reference(s, t, tracking, calibration)
 
 
 # ---- golden frames, python-osc ----
 
-def test_vmc_golden():
-    datagrams = encode("vmc")
-    assert len(datagrams) == 3 and all(OscBundle.dgram_is_bundle(d) and len(d) <= MAX_PACKET for d in datagrams)
+@pytest.mark.parametrize("name, clips", [("vmc", VMC_CLIPS),
+                                         ("vmc-perfect-sync", [pascal_case(n) for n in ARKIT_NAMES])])
+def test_vmc_golden(name, clips):
+    datagrams = encode(name)
+    assert all(OscBundle.dgram_is_bundle(d) and len(d) <= MAX_PACKET for d in datagrams)
     msgs = flat(datagrams)
-    names = list(VRM0_NAMES) + [pascal_case(n) for n in ARKIT_NAMES]
+    # No /VMC/Ext/Root/Pos: receivers would pin the avatar at the origin every frame.
     assert [(a, t) for a, t, _ in msgs] == (
-        [("/VMC/Ext/OK", "iiii"), ("/VMC/Ext/T", "f"), ("/VMC/Ext/Root/Pos", "sfffffff")]
-        + [("/VMC/Ext/Bone/Pos", "sfffffff")] * 4 + [("/VMC/Ext/Blend/Val", "sf")] * len(names)
+        [("/VMC/Ext/OK", "iiii"), ("/VMC/Ext/T", "f")]
+        + [("/VMC/Ext/Bone/Pos", "sfffffff")] * 4 + [("/VMC/Ext/Blend/Val", "sf")] * len(clips)
         + [("/VMC/Ext/Blend/Apply", "")])
     assert msgs[0][2] == [1, 3, 0, 1] and msgs[1][2] == [2.5]
-    assert [args[0] for _, _, args in msgs[3:7]] == list(BONES)
-    assert [args[0] for _, _, args in msgs[7:-1]] == names
-    assert all(0.0 <= args[1] <= 1.0 for _, _, args in msgs[7:-1])
+    assert [args[0] for _, _, args in msgs[2:6]] == list(BONES)
+    assert [args[0] for _, _, args in msgs[6:-1]] == clips
+    assert all(0.0 <= args[1] <= 1.0 for _, _, args in msgs[6:-1])
 
 
-def test_vrm1_golden():
-    msgs = flat(encode("vrm1"))
-    blend = [args[0] for a, _, args in msgs if a == "/VMC/Ext/Blend/Val"]
-    assert blend == list(VRM1_NAMES) + [pascal_case(n) for n in ARKIT_NAMES]
+def test_root_is_a_preset_option(tmp_path):
+    path = tmp_path / "with-root.toml"
+    path.write_text((presets_dir() / "vmc.toml").read_text().replace("# root = true", "root = true"))
+    msgs = flat(load_preset(str(path)).encoder().encode(state(), time=0.0, tracking=True))
+    assert [a for a, _, _ in msgs][2] == "/VMC/Ext/Root/Pos" and msgs[2][2] == ["root", 0, 0, 0, 0, 0, 0, 1]
+
+
+FLAGS = ("EyeTrackingActive", "LipTrackingActive", "ExpressionTrackingActive")
 
 
 def test_vrchat_golden():
     datagrams = encode("vrchat")
     unified = GROUPS["unified"]
-    assert len(datagrams) == 3
+    assert len(datagrams) == 7
     assert all(OscBundle.dgram_is_bundle(d) and len(d) <= MAX_PACKET for d in datagrams)
-    assert len(encode("vrchat", bundle=False)) == 2 + len(unified)
+    assert len(encode("vrchat", bundle=False)) == 6 + len(unified)
     msgs = flat(datagrams)
-    assert [(a, t) for a, t, _ in msgs[:2]] == [("/tracking/eye/EyesClosedAmount", "f"),
-                                                 ("/tracking/eye/CenterPitchYaw", "ff")]
-    assert [a for a, _, _ in msgs[2:]] == [f"/avatar/parameters/FT/{c.name}" for c in unified]
-    assert {t for _, t, _ in msgs[2:]} == {"f"}
-    for c, (_, _, (value,)) in zip(unified, msgs[2:]):
+    assert [(a, t) for a, t, _ in msgs[:6]] == \
+        [(f"/avatar/parameters/{f}", "T") for f in FLAGS] + [(f"/avatar/parameters/FT/{f}", "T") for f in FLAGS]
+    assert [t for _, t, _ in flat(encode("vrchat", tracking=False))[:6]] == ["F"] * 6
+    # Never VRChat's own eye tracking beside the avatar's eye parameters: eyes driven twice.
+    assert not any(a.startswith("/tracking/") for a, _, _ in msgs)
+    assert [a for a, _, _ in msgs[6:]] == [f"/avatar/parameters/FT/{c.name}" for c in unified]
+    assert {t for _, t, _ in msgs[6:]} == {"f"}
+    for c, (_, _, (value,)) in zip(unified, msgs[6:]):
         assert c.low <= value <= c.high, c.name
-    names = {c.name for c in unified}
-    assert {"v2/EyeLidLeft", "v2/EyeLidRight", "v2/JawOpen", "v2/MouthSmileLeft", "v2/EyeLeftX",
-            "v2/BrowExpressionLeft", "v2/CheekPuffSuck", "v2/MouthClosed"} <= names
+
+
+def test_vrchat_eyes_golden():
+    msgs = flat(encode("vrchat-eyes"))
+    assert [(a, t) for a, t, _ in msgs] == [("/tracking/eye/LeftRightPitchYaw", "ffff"),
+                                            ("/tracking/eye/EyesClosedAmount", "f")]
 
 
 def test_vrchat_prefix_can_be_dropped(tmp_path):
@@ -176,24 +204,30 @@ def test_vrchat_prefix_can_be_dropped(tmp_path):
 
 
 def test_vrchat_values_follow_vrchat_and_vrcft_conventions():
-    def sent(**kw):
-        return {a: args for a, _, args in flat(encode("vrchat", state(**kw)))}
+    def sent(name="vrchat", **kw):
+        return {a: args for a, _, args in flat(encode(name, state(**kw)))}
     b = {n: i for i, n in enumerate(ARKIT_NAMES)}
     shapes = np.zeros(52)
     shapes[b["eyeBlinkLeft"]], shapes[b["eyeWideRight"]] = 1.0, 1.0
+    shapes[b["eyeSquintLeft"]], shapes[b["eyeSquintRight"]] = 0.2, 0.6
     shapes[b["jawRight"]], shapes[b["mouthSmileLeft"]] = 0.5, 0.8
     # Eyes 15 degrees up and 20 degrees to the user's right (our yaw + is to the own left).
     v = sent(blendshapes=shapes, eye_angles=[[-20.0, 15.0], [-20.0, 15.0]])
     p = "/avatar/parameters/FT/v2/"
     assert v[p + "EyeLidLeft"] == [0.0]                      # closed
     assert v[p + "EyeLidRight"] == [1.0]                     # open (0.75) and widened
+    assert v[p + "EyeSquint"] == [pytest.approx(0.6)]         # VRCFT: the larger eye's, not the mean
     assert v[p + "JawX"] == [0.5] and v[p + "MouthSmileLeft"] == [pytest.approx(0.8)]
-    assert v[p + "EyeLeftX"][0] == pytest.approx(20 / 45) and v[p + "EyeLeftY"][0] == pytest.approx(15 / 45)
-    assert v["/tracking/eye/EyesClosedAmount"] == [0.5]
+    # VRCFT's gaze is normalised Cartesian: tan of the angle (its core takes atan back).
+    assert v[p + "EyeLeftX"][0] == pytest.approx(math.tan(math.radians(20)), abs=1e-6)
+    assert v[p + "EyeLeftY"][0] == pytest.approx(math.tan(math.radians(15)), abs=1e-6)
+    eyes = sent("vrchat-eyes", blendshapes=shapes, eye_angles=[[-20.0, 15.0], [-20.0, 15.0]])
+    assert eyes["/tracking/eye/EyesClosedAmount"] == [0.5]
     # VRChat: pitch + = down, yaw + = right; its docs' example for this gaze is (-15.25, 20.13).
-    assert v["/tracking/eye/CenterPitchYaw"] == [pytest.approx(-15.0), pytest.approx(20.0)]
+    assert eyes["/tracking/eye/LeftRightPitchYaw"] == [pytest.approx(x) for x in (-15.0, 20.0, -15.0, 20.0)]
     open_eyes = sent(blendshapes=np.zeros(52))
-    assert open_eyes[p + "EyeLidLeft"] == [0.75] and open_eyes["/tracking/eye/EyesClosedAmount"] == [0.0]
+    assert open_eyes[p + "EyeLidLeft"] == [0.75]
+    assert sent("vrchat-eyes", blendshapes=np.zeros(52))["/tracking/eye/EyesClosedAmount"] == [0.0]
 
 
 def test_osc_golden():
@@ -223,7 +257,8 @@ def test_osc_without_bundles_sends_one_message_per_datagram():
 def test_landmarks_golden():
     lm = landmarks()
     datagrams = encode("landmarks", lm=lm)
-    assert len(datagrams) == 5 and all(len(d) <= MAX_PACKET for d in datagrams)
+    # 100 landmarks a message: 1252 B, within what IPv4 and IPv6 carry unfragmented (1452).
+    assert len(datagrams) == 5 and all(len(d) <= 1452 for d in datagrams)
     assert not any(OscBundle.dgram_is_bundle(d) for d in datagrams)
     points = []
     for (address, tags, args), expected_first in zip(flat(datagrams), range(0, 478, 100)):
@@ -306,6 +341,8 @@ def test_oscdump_decodes_every_preset(oscdump, name):  # noqa: F811
                 assert int(text) == value
             elif tag == "s":
                 assert text == value
+            elif tag in "TF":
+                assert text == f"#{tag}" and value is (tag == "T")
             else:
                 assert text == f"[{len(value)} byte blob]"
 
@@ -404,7 +441,7 @@ BAD = [
     (VMC_HEAD + 'port = 70000\n', "key 'port' must be between 1 and 65535, got 70000"),
     (VMC_HEAD + 'port = true\n', "key 'port' must be a whole number, got true"),
     (VMC_HEAD + 'bundle = "yes"\n', "key 'bundle' must be true or false"),
-    (VMC_HEAD + 'max_packet = 100\n', "key 'max_packet' must be between 128 and 65507"),
+    (VMC_HEAD + 'max_packet = 100\n', "key 'max_packet' must be between 128 and 1472"),
     (OSC_HEAD.replace("[osc]", "max_packet = 128\n[osc]") + f'[[osc.messages]]\naddress = "/{"a" * 150}"\nargs = ["found"]\n',
      "key 'max_packet' is too small"),
     (VMC_HEAD + 'names = "snake"\n', "key 'names' must be \"pascal\" or \"camel\""),
@@ -446,7 +483,7 @@ def test_a_bad_preset_names_the_file_and_the_key(tmp_path, text, expected):
 
 
 def test_missing_and_unknown_presets(tmp_path):
-    with pytest.raises(PresetError, match=r"unknown preset 'nope' \(shipped: landmarks, osc, vmc, vrchat, vrm1"):
+    with pytest.raises(PresetError, match=r"unknown preset 'nope' \(shipped: landmarks, osc, vmc, vmc-perfect-sync, vrchat, vrchat-eyes"):
         load_preset("nope")
     with pytest.raises(PresetError, match="file not found"):
         load_preset(str(tmp_path / "missing.toml"))

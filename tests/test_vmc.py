@@ -10,7 +10,7 @@ from pythonosc.parsing import osc_types
 from bridge.state import (
     ARKIT_NAMES, VRM0_NAMES, FaceState, angles_to_quat, pascal_case, quat_multiply, quat_to_matrix,
 )
-from bridge.vmc import BONES, VmcEncoder, VmcOptions
+from bridge.vmc import BONE_POSITIONS, BONES, VmcEncoder, VmcOptions
 
 BUNDLE_HEADER_SIZE, ITEM_PREFIX = 16, 4
 FORWARD, UP = np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])
@@ -62,14 +62,16 @@ def frame(s=None, tracking=True, **options):
 
 # ---- layout ----
 
-@pytest.mark.parametrize("options", [{}, {"max_packet": 400}, {"bundle": False}])
+@pytest.mark.parametrize("options", [{}, {"max_packet": 400}, {"bundle": False}, {"root": True}])
 def test_message_order_and_apply_last(options):
     datagrams = frame(**options)
     msgs = flat(datagrams)
     addresses = [a for a, _, _ in msgs]
     n_blend = len(VRM0_NAMES) + len(ARKIT_NAMES)
+    # No Root/Pos unless asked: receivers pin the model's root to it every frame.
+    root = ["/VMC/Ext/Root/Pos"] if options.get("root") else []
     assert addresses == (
-        ["/VMC/Ext/OK", "/VMC/Ext/T", "/VMC/Ext/Root/Pos"] + ["/VMC/Ext/Bone/Pos"] * 4
+        ["/VMC/Ext/OK", "/VMC/Ext/T"] + root + ["/VMC/Ext/Bone/Pos"] * 4
         + ["/VMC/Ext/Blend/Val"] * n_blend + ["/VMC/Ext/Blend/Apply"]
     )
     assert decode(datagrams)[-1][-1] == ("/VMC/Ext/Blend/Apply", "", [])
@@ -109,21 +111,32 @@ def test_too_small_max_packet_is_refused():
 
 
 def test_argument_types():
-    tags = {a: t for a, t, _ in flat(frame())}
+    tags = {a: t for a, t, _ in flat(frame(root=True))}
     assert tags == {
         "/VMC/Ext/OK": "iiii", "/VMC/Ext/T": "f", "/VMC/Ext/Root/Pos": "sfffffff",
         "/VMC/Ext/Bone/Pos": "sfffffff", "/VMC/Ext/Blend/Val": "sf", "/VMC/Ext/Blend/Apply": "",
     }
-    for a, t, _ in flat(frame()):  # every message, not only the last of each address
+    for a, t, _ in flat(frame(root=True)):  # every message, not only the last of each address
         assert t == tags[a]
 
 
 @pytest.mark.parametrize("tracking", [True, False])
 def test_ok_and_time(tracking):
-    msgs = {a: args for a, _, args in flat(frame(tracking=tracking))}
+    msgs = {a: args for a, _, args in flat(frame(tracking=tracking, root=True))}
     assert msgs["/VMC/Ext/OK"] == [1, 3, 0, int(tracking)]
     assert msgs["/VMC/Ext/T"] == [12.5]
     assert msgs["/VMC/Ext/Root/Pos"] == ["root", 0, 0, 0, 0, 0, 0, 1]
+
+
+def test_bone_positions_are_the_avatars_when_given():
+    offsets = {"Neck": (0.0, 0.127, 0.0), "Head": (0.0, 0.2, 0.0), "LeftEye": (-0.03, 0.04, -0.02)}
+    sent = {args[0]: args[1:4] for a, _, args in flat(frame(bone_positions=tuple(offsets.items())))
+            if a == "/VMC/Ext/Bone/Pos"}
+    for bone in BONES:
+        expected = offsets.get(bone, BONE_POSITIONS[bone])   # an avatar without eye bones: nominal
+        assert sent[bone] == pytest.approx(expected, abs=1e-7)
+    with pytest.raises(ValueError, match="bone_positions may name only"):
+        VmcEncoder(VmcOptions(bone_positions=(("Hips", (0.0, 1.0, 0.0)),)))
 
 
 # ---- blend values ----
@@ -217,11 +230,12 @@ def naive_frame(s: FaceState, time: float, tracking: bool, options: VmcOptions) 
     q = bones(VmcEncoder(options).encode(s, time=time, tracking=tracking))
     names = ARKIT_NAMES if options.arkit_names == "camel" else [pascal_case(n) for n in ARKIT_NAMES]
     positions = {"Neck": (0, 0.1, 0), "Head": (0, 0.08, 0), "LeftEye": (-0.03, 0.06, 0.08),
-                 "RightEye": (0.03, 0.06, 0.08)}
+                 "RightEye": (0.03, 0.06, 0.08), **dict(options.bone_positions)}
+    root = [("/VMC/Ext/Root/Pos", ["root", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])] if options.root else []
     content = [
         ("/VMC/Ext/OK", [1, 3, 0, int(tracking)]),
         ("/VMC/Ext/T", [float(time)]),
-        ("/VMC/Ext/Root/Pos", ["root", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]),
+        *root,
         *[("/VMC/Ext/Bone/Pos", [b, *map(float, positions[b]), *map(float, q[b])]) for b in BONES],
         *[("/VMC/Ext/Blend/Val", [n, float(v)]) for n, v in zip(VRM0_NAMES, san.vrm)],
         *[("/VMC/Ext/Blend/Val", [n, float(v)]) for n, v in zip(names, san.blendshapes)],
@@ -247,8 +261,9 @@ def naive_frame(s: FaceState, time: float, tracking: bool, options: VmcOptions) 
     return out
 
 
-@pytest.mark.parametrize("options", [VmcOptions(), VmcOptions(max_packet=400),
-                                     VmcOptions(bundle=False), VmcOptions(arkit_names="camel")])
+@pytest.mark.parametrize("options", [VmcOptions(), VmcOptions(max_packet=400), VmcOptions(root=True),
+                                     VmcOptions(bundle=False), VmcOptions(arkit_names="camel"),
+                                     VmcOptions(bone_positions=(("Head", (0.0, 0.2, 0.01)),))])
 @pytest.mark.parametrize("tracking", [True, False])
 def test_fast_path_matches_python_osc_bytes(options, tracking):
     s = state(head_angles=[23, -11, 7], eye_angles=[[12, -3], [9, 4]])

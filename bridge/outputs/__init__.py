@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..state import FaceState
+from ..state import VRM1_FROM_VRM0, FaceState
 from ..vmc import CALIBRATED, DEFAULT_MAX_PACKET, VmcEncoder, VmcOptions, bone_rotations_from
 from .channels import (
     _BONE_CHANNELS, _LOOKUP, CHANNELS, GROUPS, SPECIAL_ARGS, BASE_SIZE, Channel, ChannelMap, ChannelSettings, Curve,
@@ -122,8 +122,7 @@ class _PresetEncoder:
 
     def channel_values(self, state: FaceState) -> np.ndarray:
         """The used channels' mapped values (preset.used_channels order)."""
-        base = base_vector(state) if self._map.needs_extras else \
-            np.concatenate([state.sanitized().vector(), [0.0]])
+        base = base_vector(state, extras=self._map.needs_extras, unified=self._map.needs_unified)
         return self._map(base)
 
 
@@ -363,8 +362,7 @@ def preset_from_dict(data, *, name: str, source: str, overrides: dict | None = N
     ch = c.table(data.get("channels", {}), "channels", _CHANNEL_KEYS)
     include = c.strings(ch.get("include", []), "channels.include")
     if protocol == "vmc" and overrides.get("vrm_names") in ("0", "1"):
-        wanted = "vrm" + overrides["vrm_names"]
-        include = [wanted if g in ("vrm0", "vrm1") else g for g in include]
+        include = [_vrm_named(entry, overrides["vrm_names"]) for entry in include]
     exclude = c.strings(ch.get("exclude", []), "channels.exclude")
 
     def expand(entry: str, key: str) -> tuple[Channel, ...]:
@@ -479,6 +477,16 @@ def preset_from_dict(data, *, name: str, source: str, overrides: dict | None = N
         if s != ChannelSettings():
             settings[chan] = s
     return dataclasses.replace(preset, settings=settings)
+
+
+def _vrm_named(entry: str, version: str) -> str:
+    """An include entry in the other VRM version's names (--vrm-names): vrm0 <-> vrm1,
+    A <-> aa, Blink_L <-> blinkLeft ...; anything else as it is."""
+    if entry in ("vrm0", "vrm1"):
+        return "vrm" + version
+    pairs = [(old, new) for new, old in VRM1_FROM_VRM0.items() if old]
+    table = dict(pairs) if version == "1" else {new: old for old, new in pairs}
+    return table.get(entry, entry)
 
 
 def _setting_values(c: _Checker, table: dict, key: str, single: bool = False) -> dict:

@@ -14,12 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..state import ARKIT_INDEX, ARKIT_NAMES, VRM0_INDEX, VRM0_NAMES, VRM1_FROM_VRM0, FaceState, pascal_case
+from .unified import NAMES as UNIFIED_NAMES
+from .unified import SIGNED as UNIFIED_SIGNED
+from .unified import unified_values
 
 
 # Index of each FaceState.vector() entry (see FaceState._SLICES), plus the computed extras.
 _HEAD, _POS, _EYES = 68, 71, 74            # yaw pitch roll | x y z | ly lp ry rp
 _SURPRISED = FaceState.SIZE                # VRM 1.0 "surprised" (not linear in the state)
-BASE_SIZE = FaceState.SIZE + 1
+_UNIFIED = _SURPRISED + 1                  # VRCFT's parameters (some are max / min / tan of the state)
+BASE_SIZE = _UNIFIED + len(UNIFIED_NAMES)
 
 
 @dataclass(frozen=True)
@@ -68,66 +72,15 @@ def _catalogue() -> list[Channel]:
         restyle=True, unit="deg")
     add("vrcEyeYaw", "vrchat", [(_EYES + 0, -0.5), (_EYES + 2, -0.5)], low=-90.0, high=90.0,
         restyle=True, unit="deg")
+    for k, side in enumerate(("Left", "Right")):
+        add(f"vrc{side}EyePitch", "vrchat", [(_EYES + 2 * k + 1, -1.0)], low=-90.0, high=90.0, restyle=True,
+            unit="deg")
+        add(f"vrc{side}EyeYaw", "vrchat", [(_EYES + 2 * k, -1.0)], low=-90.0, high=90.0, restyle=True, unit="deg")
 
-    # VRCFaceTracking Unified Expressions v2 parameters (docs.vrcft.io, "Parameters";
-    # ARKit equivalents from its "ARKit" compatibility table). Only what ARKit-style
-    # values can express; signed ones are -1..1.
-    def u(name, terms, constant=0.0, low=0.0, high=1.0):
-        add("v2/" + name, "unified", [(b[n] if isinstance(n, str) else n, c) for n, c in terms], constant, low, high)
-
-    for side in ("Left", "Right"):
-        # EyeLid: 0 closed, 0.75 open, 1 widened.
-        u(f"EyeLid{side}", [(f"eyeBlink{side}", -0.75), (f"eyeWide{side}", 0.25)], 0.75)
-    u("EyeLid", [("eyeBlinkLeft", -0.375), ("eyeBlinkRight", -0.375),
-                 ("eyeWideLeft", 0.125), ("eyeWideRight", 0.125)], 0.75)
-    for side in ("Left", "Right"):
-        u(f"EyeSquint{side}", [(f"eyeSquint{side}", 1.0)])
-    u("EyeSquint", [("eyeSquintLeft", 0.5), ("eyeSquintRight", 0.5)])
-    # Gaze, normalised: 45 degrees = 1; X + = looks to the user's right, Y + = up.
-    u("EyeLeftX", [(_EYES + 0, -1 / 45)], low=-1.0)
-    u("EyeLeftY", [(_EYES + 1, 1 / 45)], low=-1.0)
-    u("EyeRightX", [(_EYES + 2, -1 / 45)], low=-1.0)
-    u("EyeRightY", [(_EYES + 3, 1 / 45)], low=-1.0)
-    u("EyeX", [(_EYES + 0, -0.5 / 45), (_EYES + 2, -0.5 / 45)], low=-1.0)
-    u("EyeY", [(_EYES + 1, 0.5 / 45), (_EYES + 3, 0.5 / 45)], low=-1.0)
-    for side in ("Left", "Right"):
-        u(f"BrowDown{side}", [(f"browDown{side}", 1.0)])
-        u(f"BrowOuterUp{side}", [(f"browOuterUp{side}", 1.0)])
-        u(f"BrowExpression{side}", [("browInnerUp", 0.5), (f"browOuterUp{side}", 0.5), (f"browDown{side}", -1.0)],
-          low=-1.0)
-    u("BrowInnerUp", [("browInnerUp", 1.0)])
-    for side in ("Left", "Right"):
-        u(f"NoseSneer{side}", [(f"noseSneer{side}", 1.0)])
-        u(f"CheekSquint{side}", [(f"cheekSquint{side}", 1.0)])
-        u(f"CheekPuffSuck{side}", [("cheekPuff", 1.0)], low=-1.0)
-    u("NoseSneer", [("noseSneerLeft", 0.5), ("noseSneerRight", 0.5)])
-    u("CheekSquint", [("cheekSquintLeft", 0.5), ("cheekSquintRight", 0.5)])
-    u("CheekPuffSuck", [("cheekPuff", 1.0)], low=-1.0)
-    u("JawOpen", [("jawOpen", 1.0)])
-    u("MouthClosed", [("mouthClose", 1.0)])
-    u("JawX", [("jawRight", 1.0), ("jawLeft", -1.0)], low=-1.0)
-    u("JawZ", [("jawForward", 1.0)], low=-1.0)
-    u("LipSuckUpper", [("mouthRollUpper", 1.0)])
-    u("LipSuckLower", [("mouthRollLower", 1.0)])
-    u("LipSuck", [("mouthRollUpper", 0.5), ("mouthRollLower", 0.5)])
-    u("LipFunnel", [("mouthFunnel", 1.0)])
-    u("LipPucker", [("mouthPucker", 1.0)])
-    for side in ("Left", "Right"):
-        for shape in ("UpperUp", "LowerDown", "Smile", "Frown", "Stretch", "Dimple", "Press"):
-            u(f"Mouth{shape}{side}", [(f"mouth{shape}{side}", 1.0)])
-    u("MouthUpperUp", [("mouthUpperUpLeft", 0.5), ("mouthUpperUpRight", 0.5)])
-    u("MouthLowerDown", [("mouthLowerDownLeft", 0.5), ("mouthLowerDownRight", 0.5)])
-    u("MouthOpen", [("mouthUpperUpLeft", 0.25), ("mouthUpperUpRight", 0.25),
-                    ("mouthLowerDownLeft", 0.25), ("mouthLowerDownRight", 0.25)])
-    u("MouthRaiserUpper", [("mouthShrugUpper", 1.0)])
-    u("MouthRaiserLower", [("mouthShrugLower", 1.0)])
-    u("MouthX", [("mouthRight", 1.0), ("mouthLeft", -1.0)], low=-1.0)
-    for side in ("Left", "Right"):
-        u(f"MouthSad{side}", [(f"mouthFrown{side}", 0.5), (f"mouthStretch{side}", 0.5)])
-        u(f"SmileFrown{side}", [(f"mouthSmile{side}", 1.0), (f"mouthFrown{side}", -1.0)], low=-1.0)
-        u(f"SmileSad{side}", [(f"mouthSmile{side}", 1.0), (f"mouthFrown{side}", -0.5), (f"mouthStretch{side}", -0.5)],
-          low=-1.0)
-    u("TongueOut", [("tongueOut", 1.0)])
+    # VRCFaceTracking's Unified Expressions v2 parameters, computed as VRCFT does
+    # (bridge.outputs.unified); signed ones are -1..1.
+    for i, name in enumerate(UNIFIED_NAMES):
+        add("v2/" + name, "unified", [(_UNIFIED + i, 1.0)], low=-1.0 if name in UNIFIED_SIGNED else 0.0)
     return out
 
 
@@ -154,15 +107,19 @@ def channel(name: str) -> Channel:
     return _LOOKUP[name]
 
 
-def base_vector(state: FaceState) -> np.ndarray:
-    """The sanitized state vector plus the computed extras: what channels are made of."""
+def base_vector(state: FaceState, *, extras: bool = True, unified: bool = True) -> np.ndarray:
+    """The sanitized state vector plus the computed extras: what channels are made of.
+    extras / unified False: zeros in place of all extras / of VRCFT's (cheaper)."""
     s = state.sanitized()
+    if not extras:
+        return np.concatenate([s.vector(), np.zeros(BASE_SIZE - FaceState.SIZE)])
     b = s.blendshapes
     brows_up = (b[ARKIT_INDEX["browInnerUp"]] + (b[ARKIT_INDEX["browOuterUpLeft"]]
                                                  + b[ARKIT_INDEX["browOuterUpRight"]]) / 2.0) / 2.0
     widened = max((b[ARKIT_INDEX["eyeWideLeft"]] + b[ARKIT_INDEX["eyeWideRight"]]) / 2.0, b[ARKIT_INDEX["jawOpen"]])
     surprised = min(max(brows_up * (0.5 + 0.5 * widened), 0.0), 1.0)   # as bridge.state.vrm1_values
-    return np.concatenate([s.vector(), [surprised]])
+    vrcft = unified_values(b, s.eye_angles) if unified else np.zeros(len(UNIFIED_NAMES))
+    return np.concatenate([s.vector(), [surprised], vrcft])
 
 
 # --------------------------------------------------------------------------- map stage
@@ -218,6 +175,7 @@ class ChannelMap:
         self._low = np.array([lo for lo, _ in clamps], dtype=float)
         self._high = np.array([hi for _, hi in clamps], dtype=float)
         self.needs_extras = any(k >= FaceState.SIZE for c in channels for k, _ in c.terms)
+        self.needs_unified = any(k >= _UNIFIED for c in channels for k, _ in c.terms)
 
     def __call__(self, base: np.ndarray) -> np.ndarray:
         v = np.empty(len(self.channels))

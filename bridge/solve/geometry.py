@@ -445,6 +445,11 @@ def vrm_presets(b: np.ndarray, eye_angles: np.ndarray) -> np.ndarray:
     put("U", get("mouthPucker"))
     put("E", spread * open_)
     put("O", min(1.0, get("mouthFunnel") * 1.5))
+    # A receiver adds the visemes' morphs up: keep their sum within one full mouth shape.
+    mouth = sum(v[VRM0_INDEX[n]] for n in ("A", "I", "U", "E", "O"))
+    if mouth > 1.0:
+        for n in ("A", "I", "U", "E", "O"):
+            v[VRM0_INDEX[n]] /= mouth
     blink_l, blink_r = get("eyeBlinkLeft"), get("eyeBlinkRight")
     both = min(blink_l, blink_r)
     put("Blink", both)
