@@ -11,10 +11,10 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def localhost_address() -> tuple[int, str]:
-    """(family, address) that the name localhost resolves to first here, as UdpTarget
-    resolves it: 127.0.0.1 on most systems, ::1 on Debian 13 and others."""
-    import socket
-    family, _, _, _, sockaddr = socket.getaddrinfo("localhost", 0, type=socket.SOCK_DGRAM)[0]
+    """(family, address) that UdpTarget sends to for the name localhost: 127.0.0.1
+    wherever localhost has an IPv4 address (also on Debian 13, which lists ::1 first)."""
+    from bridge.send import resolve
+    family, _, _, sockaddr = resolve("localhost", 0)
     return family, sockaddr[0]
 
 

@@ -95,7 +95,7 @@ def test_oscdump_decodes_a_frame(oscdump, bundle):
     s.head_angles = np.array([30.0, 0.0, 0.0])
     # Probes sent before oscdump was up may have failed (refused); the frame must not.
     failed_before = target.failed_datagrams
-    target.send(VmcEncoder(VmcOptions(bundle=bundle)).encode(s, time=12.5, tracking=True))
+    target.send(VmcEncoder(VmcOptions(bundle=bundle, root=True)).encode(s, time=12.5, tracking=True))
     msgs = _read_frame(lines)
 
     assert target.failed_datagrams == failed_before

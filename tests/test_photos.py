@@ -305,7 +305,8 @@ def test_each_blendshapes_mode_runs_end_to_end_on_the_landmarker(tmp_path):
     assert any(abs(solver[n] - scores[n]) > 0.05 for n in ("jawOpen", "eyeBlinkLeft", "mouthSmileRight"))
     # The live run takes the three modes too (and says nothing about them on the landmarker).
     for mode in ("fused", "solver", "model"):
-        proc, datagrams = run_tracker("--images", str(files[0]), "--blendshapes", mode, *MODEL)
+        proc, datagrams = run_tracker("--images", str(files[0]), "--blendshapes", mode, *MODEL,
+                                      "--preset", "vmc-perfect-sync")
         assert proc.returncode == 0 and "Face Mesh" not in proc.stderr, proc.stderr
         (frame,) = frames_from(datagrams)
         if mode == "model":

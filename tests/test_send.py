@@ -177,3 +177,36 @@ def test_a_refused_receiver_is_counted_as_econnrefused():
         assert set(target.errors) == {"ECONNREFUSED"}
     assert target.failed_datagrams == sum(target.errors.values())
     target.close()
+
+
+def _resolver_listing_ipv6_first(real):
+    """getaddrinfo as on Debian 13, where /etc/hosts gives localhost as ::1 first."""
+    def getaddrinfo(host, port, *args, **kwargs):
+        found = real(host, port, *args, **kwargs)
+        if host == "localhost":
+            v6 = (socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("::1", port, 0, 0))
+            v4 = (socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", port))
+            return [v6, v4]
+        return found
+    return getaddrinfo
+
+
+def test_localhost_reaches_a_127_0_0_1_receiver_when_it_resolves_to_ipv6_first(monkeypatch):
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))        # as Unity apps, VSeeFace and python-osc servers bind
+    receiver.settimeout(RECV_TIMEOUT)
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver_listing_ipv6_first(socket.getaddrinfo))
+    assert socket.getaddrinfo("localhost", 1, type=socket.SOCK_DGRAM)[0][0] == socket.AF_INET6
+    with UdpTarget("localhost", receiver.getsockname()[1]) as target:
+        assert (target.host, target.family, target.unfragmented) == ("127.0.0.1", socket.AF_INET, 1472)
+        target.send([b"hello"])
+        assert receiver.recv(64) == b"hello" and target.failed_datagrams == 0
+    receiver.close()
+
+
+def test_an_ipv6_only_name_and_address_stay_ipv6():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    with UdpTarget("::1", 39539) as target:
+        # 1500-byte Ethernet less IPv6's 40-byte header and UDP's 8.
+        assert (target.host, target.family, target.unfragmented) == ("::1", socket.AF_INET6, 1452)

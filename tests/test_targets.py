@@ -13,9 +13,9 @@ from test_end_to_end import Receiver, frames_from
 
 from bridge.cli import TargetSpec, UsageError, parse_target
 from bridge.pipeline import Output, TargetsLabel
-from bridge.state import VRM1_NAMES
+from bridge.state import ARKIT_NAMES
 
-MAX_DATAGRAM = 1472
+MAX_DATAGRAM = 1452          # the landmarks preset: 1252 B; the VMC ones 1200
 DONE = re.compile(r"done: (\d+) frames")
 
 
@@ -87,17 +87,24 @@ def test_preset_vmc_and_no_preset_send_the_same_bytes():
         proc = run("--demo", "--fast", "--frames", "20", "--port", str(receiver.port), *extra, receivers=(receiver,))
         assert proc.returncode == 0, proc.stderr
         streams.append(receiver.datagrams)
-    assert len(streams[0]) == 20 * 3 and streams[0] == streams[1]
+    # The vmc preset's 12 clips and four bones fit one datagram.
+    assert len(streams[0]) == 20 and streams[0] == streams[1]
 
 
-def test_preset_vrm1_and_the_old_options_as_overrides():
+def test_vrm_1_names_and_the_old_options_as_overrides():
     receiver = Receiver()
-    proc = run("--demo", "--fast", "--frames", "3", "--preset", "vrm1", "--port", str(receiver.port),
-               "--no-bundle", "--arkit-names", "camel", receivers=(receiver,))
+    proc = run("--demo", "--fast", "--frames", "3", "--vrm-names", "1", "--port", str(receiver.port),
+               "--no-bundle", receivers=(receiver,))
     assert proc.returncode == 0, proc.stderr
     assert not any(d.startswith(b"#bundle") for d in receiver.datagrams)
     frame = frames_from(receiver.datagrams)[0]
-    assert set(VRM1_NAMES) <= set(frame["blend"]) and "eyeBlinkLeft" in frame["blend"]
+    assert set(frame["blend"]) == {"aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "blinkRight",
+                                   "lookUp", "lookDown", "lookLeft", "lookRight"}
+    receiver = Receiver()
+    proc = run("--demo", "--fast", "--frames", "3", "--preset", "vmc-perfect-sync", "--arkit-names", "camel",
+               "--port", str(receiver.port), receivers=(receiver,))
+    assert proc.returncode == 0, proc.stderr
+    assert set(frames_from(receiver.datagrams)[0]["blend"]) == set(ARKIT_NAMES)
 
 
 def test_landmarks_target_sends_the_demo_faces_landmarks():
@@ -170,3 +177,53 @@ def test_status_line_marks_a_failing_target():
     b.failed_datagrams = 3
     assert label() == "vmc@127.0.0.1:1, 127.0.0.1:2 (failing)"
     assert label() == "vmc@127.0.0.1:1, 127.0.0.1:2"       # nothing new failed since
+
+
+def _datagram_sizes(preset: str, host: str, family) -> list[int]:
+    receiver = socket.socket(family, socket.SOCK_DGRAM)
+    receiver.bind((host, 0))
+    receiver.settimeout(5.0)
+    proc = run("--demo", "--fast", "--frames", "1", "--preset", preset, "--host", host,
+               "--port", str(receiver.getsockname()[1]))
+    assert proc.returncode == 0, proc.stderr
+    sizes = []
+    try:
+        while True:
+            receiver.settimeout(0.5 if sizes else 5.0)
+            sizes.append(len(receiver.recv(65535)))
+    except (TimeoutError, socket.timeout):
+        pass
+    receiver.close()
+    return sizes
+
+
+def _limited(tmp_path, limit: int) -> str:
+    from bridge.outputs import presets_dir
+    path = tmp_path / f"perfect-sync-{limit}.toml"
+    path.write_text((presets_dir() / "vmc-perfect-sync.toml").read_text().replace(
+        "bundle = true", f"bundle = true\nmax_packet = {limit}"))
+    return str(path)
+
+
+def test_datagram_size_per_address_family(tmp_path):
+    # The shipped default, 1200 B, on either family.
+    assert max(_datagram_sizes("vmc-perfect-sync", "127.0.0.1", socket.AF_INET)) <= 1200
+    # A preset asking for 1472 B: IPv4 gets up to 1472, IPv6 (40-byte header) only up to 1452.
+    v4 = _datagram_sizes(_limited(tmp_path, 1472), "127.0.0.1", socket.AF_INET)
+    assert max(v4) <= 1472 and max(v4) > 1452
+    if socket.has_ipv6:
+        v6 = _datagram_sizes(_limited(tmp_path, 1472), "::1", socket.AF_INET6)
+        assert max(v6) <= 1452
+
+
+def test_max_packet_above_what_ethernet_carries_is_refused(tmp_path):
+    proc = run("--demo", "--fast", "--frames", "1", "--preset", _limited(tmp_path, 8000))
+    assert proc.returncode == 2
+    assert "key 'max_packet' must be between 128 and 1472, got 8000" in proc.stderr
+
+
+def test_avatar_errors_are_one_line(tmp_path):
+    proc = run("--demo", "--fast", "--frames", "1", "--avatar", str(tmp_path / "missing.vrm"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "missing.vrm" in proc.stderr
+    proc = run("--demo", "--fast", "--frames", "1", "--preset", "osc", "--avatar", str(tmp_path / "x.vrm"))
+    assert proc.returncode == 2 and "--avatar is for VMC presets" in proc.stderr
