@@ -353,6 +353,9 @@ def _open_outputs(args, stack) -> list:
 def _avatar_bones(args, presets) -> dict:
     """--avatar: the avatar's own Neck / Head / eye offsets for the VMC bones."""
     if args.avatar is None:
+        if any(p.protocol == "vmc" for p in presets):
+            log.info("VMC bone offsets are nominal; receivers that apply bone positions (EVMC4U) "
+                     "want --avatar MODEL.vrm")
         return {}
     if not any(p.protocol == "vmc" for p in presets):
         raise UsageError("--avatar is for VMC presets (its bone offsets go out in /VMC/Ext/Bone/Pos), "
