@@ -353,9 +353,6 @@ def _open_outputs(args, stack) -> list:
 def _avatar_bones(args, presets) -> dict:
     """--avatar: the avatar's own Neck / Head / eye offsets for the VMC bones."""
     if args.avatar is None:
-        if any(p.protocol == "vmc" for p in presets):
-            log.info("VMC bone offsets are nominal; receivers that apply bone positions (EVMC4U) "
-                     "want --avatar MODEL.vrm")
         return {}
     if not any(p.protocol == "vmc" for p in presets):
         raise UsageError("--avatar is for VMC presets (its bone offsets go out in /VMC/Ext/Bone/Pos), "
@@ -370,13 +367,16 @@ def _avatar_bones(args, presets) -> dict:
     return dict(avatar.offsets)
 
 
-def _describe(output) -> str:
+def _describe(output, avatar: str | None = None) -> str:
     preset = output.preset
     kind = "VMC" if preset.protocol == "vmc" else "OSC"
     limit = output.encoder.preset.max_packet      # the preset's, or lower for the address family
     framing = f"bundles of <= {limit} B" if preset.bundle else f"plain messages of <= {limit} B"
     if preset.protocol == "osc" and not preset.channels and not preset.messages:
         framing = "landmarks only"
+    if preset.protocol == "vmc":
+        # EVMC4U and Warudo apply bone positions: without the avatar's own they move its head.
+        framing += f", bone offsets from {avatar}" if avatar else ", nominal bone offsets: see --avatar"
     return f"{output.label} ({kind}, {framing})"
 
 
@@ -566,7 +566,7 @@ def _run_with(args, stack) -> int:
                 raise UsageError(str(error)) from None
         # Opened last: everything that can refuse to start has been checked already.
         control = _open_control(calibration)
-        log.info("%s -> %s", source.name, ", ".join(_describe(o) for o in outputs))
+        log.info("%s -> %s", source.name, ", ".join(_describe(o, args.avatar) for o in outputs))
         if not landmarks_only:
             log.info("tracking with %s", tracker.description)
             if blendshapes != args.blendshapes:   # fused on Face Mesh: said once, not refused
