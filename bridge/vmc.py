@@ -97,6 +97,29 @@ def _build(address: str, args: tuple) -> OscMessage:
     return builder.build()
 
 
+def split_datagrams(sizes: list[int], *, bundle: bool, max_packet: int) -> list[list[int]]:
+    """Message indices per datagram, packed greedily in order (bundles), or one each.
+    Raises ValueError naming the size needed when a message can't fit."""
+    if not sizes:
+        return []
+    if not bundle:
+        if max(sizes) > max_packet:
+            raise ValueError(f"the largest message needs {max(sizes)} bytes")
+        return [[i] for i in range(len(sizes))]
+    need = len(BUNDLE_HEADER) + _BUNDLE_ITEM_SIZE + max(sizes)
+    if need > max_packet:
+        raise ValueError(f"a bundle of the largest message needs {need} bytes")
+    groups, used = [], max_packet
+    for i, size in enumerate(sizes):
+        if used + _BUNDLE_ITEM_SIZE + size > max_packet:
+            groups.append([])
+            used = len(BUNDLE_HEADER)
+        groups[-1].append(i)
+        used += _BUNDLE_ITEM_SIZE + size
+    return groups
+
+
+
 class VmcEncoder:
     """`blend_names` replaces the default clip list (the VRM names, then the ARKit names);
     such an encoder is fed with encode_floats(), since the values are the caller's
@@ -189,24 +212,10 @@ class VmcEncoder:
     # ---- layout, done once ----
 
     def _split(self, sizes: list[int]) -> list[list[int]]:
-        """Message indices per datagram, packed greedily in order."""
-        limit = self.options.max_packet
-        if not self.options.bundle:
-            if max(sizes) > limit:
-                raise ValueError(f"max_packet {limit} is below the largest message ({max(sizes)} bytes)")
-            return [[i] for i in range(len(sizes))]
-        need = len(BUNDLE_HEADER) + _BUNDLE_ITEM_SIZE + max(sizes)
-        if need > limit:
-            raise ValueError(f"max_packet {limit} is too small: a bundle of the largest message needs {need} bytes")
-        groups, used = [], limit  # `used = limit` forces a new group at the start
-        for i, size in enumerate(sizes):
-            item = _BUNDLE_ITEM_SIZE + size
-            if used + item > limit:
-                groups.append([])
-                used = len(BUNDLE_HEADER)
-            groups[-1].append(i)
-            used += item
-        return groups
+        try:
+            return split_datagrams(sizes, bundle=self.options.bundle, max_packet=self.options.max_packet)
+        except ValueError as error:
+            raise ValueError(f"max_packet {self.options.max_packet} is too small: {error}") from None
 
     def _frame(self, messages: list[OscMessage]):
         """All datagrams concatenated as a uint8 template, their (start, end) spans,

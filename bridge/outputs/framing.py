@@ -9,7 +9,9 @@ import struct
 import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from ..vmc import BUNDLE_HEADER
+from ..vmc import BUNDLE_HEADER, split_datagrams
+
+__all__ = ["LandmarkChunks", "OscFrame", "split_datagrams"]
 
 LANDMARK_FLOATS = 3
 _BUNDLE_ITEM = 4                  # the int32 size prefix of each bundle element
@@ -21,28 +23,6 @@ def _message(address: str, args: list[tuple[str, object]]):
     for kind, value in args:
         builder.add_arg(value, kind)
     return builder.build()
-
-
-def split_datagrams(sizes: list[int], *, bundle: bool, max_packet: int) -> list[list[int]]:
-    """Message indices per datagram, packed greedily in order (bundles), or one each.
-    Raises ValueError naming the size needed when a message can't fit."""
-    if not sizes:
-        return []
-    if not bundle:
-        if max(sizes) > max_packet:
-            raise ValueError(f"the largest message needs {max(sizes)} bytes")
-        return [[i] for i in range(len(sizes))]
-    need = len(BUNDLE_HEADER) + _BUNDLE_ITEM + max(sizes)
-    if need > max_packet:
-        raise ValueError(f"a bundle of the largest message needs {need} bytes")
-    groups, used = [], max_packet
-    for i, size in enumerate(sizes):
-        if used + _BUNDLE_ITEM + size > max_packet:
-            groups.append([])
-            used = len(BUNDLE_HEADER)
-        groups[-1].append(i)
-        used += _BUNDLE_ITEM + size
-    return groups
 
 
 class OscFrame:
