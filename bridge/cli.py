@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     out = p.add_argument_group("output (UDP; VMC protocol unless a preset says otherwise)")
     out.add_argument("--preset", metavar="NAME_OR_PATH",
-                     help=f"output preset: a shipped one (vmc, vrm1, vrchat, osc, landmarks: see "
-                          f"`facemocap-osc presets`) or a .toml file (default: {DEFAULT_PRESET})")
+                     help=f"output preset: a shipped one (vmc, vmc-perfect-sync, vrchat, vrchat-eyes, osc, "
+                          f"landmarks: see `facemocap-osc presets`) or a .toml file (default: {DEFAULT_PRESET})")
     out.add_argument("--host", help=f"receiver address (default: the preset's, {DEFAULT_HOST} for the shipped ones)")
     out.add_argument("--port", help=f"receiver UDP port (default: the preset's, {DEFAULT_PORT} for vmc)")
     out.add_argument("--target", action="append", metavar="PRESET[@HOST[:PORT]]",
@@ -335,7 +335,7 @@ def _open_outputs(args, stack) -> list:
             raise UsageError(f"--target {spec.text!r}: {error}" if args.target else str(error)) from None
     if (args.arkit_names or args.vrm_names) and not any(p.protocol == "vmc" for p in presets):
         option = "--arkit-names" if args.arkit_names else "--vrm-names"
-        raise UsageError(f"{option} is for VMC presets (vmc, vrm1), and no target uses one")
+        raise UsageError(f"{option} is for VMC presets (vmc, vmc-perfect-sync), and no target uses one")
     bones = _avatar_bones(args, presets)
     outputs = []
     for spec, preset in zip(specs, presets):
