@@ -10,16 +10,22 @@ PresetError naming the file and the key. A loaded Preset builds an encoder:
 
 Three stages, each cheap:
 
-* channels: every value a preset can send is a *channel* of the catalogue below
-  (the ARKit shapes, the VRM presets, head and eye angles, VRCFaceTracking's
-  Unified Expressions, VRChat's eye values). Each is a fixed linear combination of
-  the sanitized FaceState vector, so a preset's channels are one gather plus one
-  small matrix product.
+* channels (bridge.outputs.channels): every value a preset can send is a *channel*
+  of the catalogue (the ARKit shapes, the VRM presets, head and eye angles,
+  VRCFaceTracking's Unified Expressions from bridge.outputs.unified, VRChat's eye
+  values). Each is a fixed linear combination of the sanitized FaceState vector and
+  a few computed extras, so a preset's channels are one gather plus one small matrix
+  product.
 * map (ChannelMap): per channel gain, offset, curve and clamp, vectorised; the
-  identity parts are skipped, so the `vmc` preset sends exactly what VmcEncoder does.
-* encode: VMC through bridge.vmc.VmcEncoder; plain OSC through OscFrame, which,
-  like VmcEncoder, has python-osc build every message once and then only patches
-  the changing 4-byte arguments; the raw landmarks through LandmarkChunks.
+  identity parts are skipped.
+* encode: VMC through bridge.vmc.VmcEncoder; plain OSC through OscFrame
+  (bridge.outputs.framing), which, like VmcEncoder, has python-osc build every
+  message once and then only patches the changing 4-byte arguments; the raw
+  landmarks through LandmarkChunks.
+
+A target's address family may lower a preset's datagram limit (IPv6: 1452, see
+bridge.send), and an avatar's own bone offsets replace the nominal ones
+(bridge.avatar): both are given to Preset.encoder().
 """
 
 from __future__ import annotations
