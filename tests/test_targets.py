@@ -236,3 +236,16 @@ def test_avatar_errors_are_one_line(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "missing.vrm" in proc.stderr
     proc = run("--demo", "--fast", "--frames", "1", "--preset", "osc", "--avatar", str(tmp_path / "x.vrm"))
     assert proc.returncode == 2 and "--avatar is for VMC presets" in proc.stderr
+
+
+def test_landmark_chunks_too_large_for_an_ipv6_target_are_refused(tmp_path):
+    if not _has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    path = tmp_path / "big-chunks.toml"
+    path.write_text('description = "x"\nprotocol = "osc"\nport = 39539\nbundle = false\nmax_packet = 1472\n'
+                    '[osc.landmarks]\nchunk = 118\n')
+    assert run("--demo", "--fast", "--frames", "1", "--preset", str(path)).returncode == 0   # IPv4: 1468 B fit
+    proc = run("--demo", "--fast", "--frames", "1", "--preset", str(path), "--host", "::1")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "key 'osc.landmarks.chunk' is too large for this target: 118 landmarks need 1468 bytes, more than 1452" \
+        in proc.stderr

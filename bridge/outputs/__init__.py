@@ -193,6 +193,11 @@ class OscPresetEncoder(_PresetEncoder):
         self._f_src = np.array(f_src, dtype=np.intp)
         self._i_src = np.array(i_src, dtype=np.intp)
         self._landmarks = LandmarkChunks(*preset.landmarks) if preset.landmarks else None
+        if self._landmarks is not None:
+            need = self._landmarks.message_size(self._landmarks.chunk)
+            if need > preset.max_packet:   # checked on load, but a target's family may lower the limit
+                raise PresetError(f"{preset.source}: key 'osc.landmarks.chunk' is too large for this target: "
+                                  f"{self._landmarks.chunk} landmarks need {need} bytes, more than {preset.max_packet}")
         self.wants_landmarks = self._landmarks is not None
         self._frames = 0
 
