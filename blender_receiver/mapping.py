@@ -1,4 +1,5 @@
-"""Which bone and which shape key a stream name drives, and VMC -> Blender axes. No bpy.
+"""Which bone a stream bone drives, and VMC -> Blender axes. No bpy. (Shape keys:
+retarget.py.)
 
 Kept apart from the Blender layer so the rules can be tested on plain lists of names.
 """
@@ -28,10 +29,29 @@ _PLAIN_NAMES = {
     "RightEye": {"righteye", "eyer", "eyeright", "reye", "jadjrfaceeye"},
 }
 
-# In a Rigify rig the eyes aim at the eye.L / eye.R target controls through
-# constraints, so an eye bone's own rotation has no effect; only head and neck map.
+# In a Rigify rig the eyes aim at target controls through Damped Track constraints,
+# so an eye bone's own rotation has no effect: the gaze moves the eye.L / eye.R
+# controls instead, or the shared `eyes` (`eye_common` in newer face rigs) control
+# when a rig has no per-eye ones. The eye's centre is its ORG- bone's head.
 _RIGIFY_BONES = {"Head": "head", "Neck": "neck"}
+_RIGIFY_EYE_CONTROLS = {"LeftEye": "eye.L", "RightEye": "eye.R"}
+RIGIFY_SHARED_EYE_CONTROLS = ("eyes", "eye_common")
 _RIGIFY_PREFIXES = ("ORG-", "DEF-", "MCH-")
+
+
+def rigify_eye_centres(control: str, bone_names) -> tuple[str, ...]:
+    """The ORG- eye bones whose heads a Rigify gaze control turns the eyes about:
+    one for eye.L / eye.R, both for the shared control; () when it is no such control."""
+    present = set(bone_names)
+    if control not in present:
+        return ()
+    if control in _RIGIFY_EYE_CONTROLS.values():
+        centres = (f"ORG-{control}",)
+    elif control in RIGIFY_SHARED_EYE_CONTROLS:
+        centres = ("ORG-eye.L", "ORG-eye.R")
+    else:
+        return ()
+    return centres if all(c in present for c in centres) else ()
 
 
 def _normalized(name: str) -> str:
@@ -59,6 +79,12 @@ def guess_bone_map(bone_names, vrm_humanoid: dict[str, str] | None = None) -> di
                 break
     if is_rigify(bone_names):
         plain = {k: v for k, v in _RIGIFY_BONES.items() if v in present}
+        for stream_bone, control in _RIGIFY_EYE_CONTROLS.items():
+            shared = [c for c in RIGIFY_SHARED_EYE_CONTROLS if c in present]
+            for candidate in (control, *shared):
+                if rigify_eye_centres(candidate, bone_names):
+                    plain[stream_bone] = candidate
+                    break
     else:
         plain = {}
         for stream_bone, names in _PLAIN_NAMES.items():
@@ -67,35 +93,6 @@ def guess_bone_map(bone_names, vrm_humanoid: dict[str, str] | None = None) -> di
                 # Prefer the exact stream name (a VRM-style rig), then the shortest.
                 plain[stream_bone] = min(matches, key=lambda b: (b != stream_bone, len(b), b))
     return {**plain, **found}
-
-
-def match_shape_keys(key_names, remap=()) -> tuple[dict[str, list[int]], list[str]]:
-    """Lower-cased stream name -> indices of the shape keys it drives.
-
-    Every key but the reference key (index 0) matches its own name case-insensitively
-    (`EyeBlinkLeft` drives `eyeBlinkLeft`). A remap entry (stream name, key name)
-    replaces that default for its stream name; several entries may share a stream
-    name. Returns the table and one message per remap entry naming a missing key.
-    """
-    key_names = list(key_names)
-    table: dict[str, list[int]] = {}
-    exact: dict[str, int] = {}
-    for index, name in enumerate(key_names[1:], start=1):
-        table.setdefault(name.lower(), []).append(index)
-        exact[name] = index
-    remapped: dict[str, list[int]] = {}
-    problems = []
-    for stream_name, key_name in remap:
-        stream_name, key_name = stream_name.strip(), key_name.strip()
-        if not stream_name or not key_name:
-            continue
-        index = exact.get(key_name) or (table.get(key_name.lower()) or [None])[0]
-        if index is None:
-            problems.append(f"remap {stream_name} -> {key_name}: no shape key named {key_name!r}")
-            continue
-        remapped.setdefault(stream_name.lower(), []).append(index)
-    table.update(remapped)
-    return table, problems
 
 
 def unity_to_blender_rotation(q) -> tuple[float, float, float, float]:

@@ -5,6 +5,8 @@ import bpy
 from . import session
 from .properties import BONE_PROPERTIES
 from .receiver import ReceiverError, is_loopback, listens_everywhere, parse_allow_list
+from .retarget import ARKIT_NAMES
+from .targets import mapping_rows
 
 
 class FACEMOCAP_UL_meshes(bpy.types.UIList):
@@ -24,6 +26,47 @@ class FACEMOCAP_UL_remaps(bpy.types.UIList):
             row.prop_search(item, "shape_key", key, "key_blocks", text="")
         else:
             row.prop(item, "shape_key", text="")
+        row.prop(item, "strength", text="", emboss=False)
+        row.prop(item, "curve", text="", emboss=False)
+
+
+class FACEMOCAP_UL_takes(bpy.types.UIList):
+    """The file's take Actions (those with the take property), newest first by name."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_prop):
+        layout.prop(item, "name", text="", emboss=False, icon="ACTION")
+
+    def filter_items(self, context, data, propname):
+        from .takes import is_take
+
+        actions = getattr(data, propname)
+        flags = [self.bitflag_filter_item if is_take(a) else 0 for a in actions]
+        if self.filter_name:
+            pattern = self.filter_name.lower()
+            flags = [f if pattern in a.name.lower() else 0 for f, a in zip(flags, actions)]
+        return flags, []
+
+
+# key names -> (scheme match, unmatched); the panel redraws often and keys rarely change.
+_SCHEME_CACHE: dict = {}
+
+
+def scheme_summary(key_names, rows) -> tuple[str, list[str]]:
+    """The panel's line about a mesh's naming scheme, and the channels that reach no key."""
+    from .retarget import compile_rows, detect_scheme
+
+    cache_key = (tuple(key_names), tuple(rows))
+    if cache_key not in _SCHEME_CACHE:
+        if len(_SCHEME_CACHE) > 64:
+            _SCHEME_CACHE.clear()
+        match = detect_scheme(key_names)
+        mapping, _problems = compile_rows(rows, key_names)
+        streams = [r.stream for r in match.rows] if match.scheme.startswith("vrm") else list(ARKIT_NAMES)
+        unmatched = mapping.unmatched(dict.fromkeys(streams))
+        found = len(dict.fromkeys(streams)) - len(unmatched)
+        total = match.total if match.scheme.startswith("vrm") else len(ARKIT_NAMES)
+        _SCHEME_CACHE[cache_key] = (f"{match.label}: {found} of {total} channels reach a key", unmatched)
+    return _SCHEME_CACHE[cache_key]
 
 
 def _list_with_buttons(layout, list_type, owner, collection, active, operator_prefix):
@@ -125,8 +168,47 @@ class FACEMOCAP_PT_meshes(_SidebarPanel, bpy.types.Panel):
         item = settings.meshes[settings.active_mesh]
         layout.prop(item, "object")
         layout.prop(item, "strength", slider=True)
-        layout.label(text="Remap (stream name > shape key):")
+        key = item.object.data.shape_keys if item.object is not None else None
+        if key is not None:
+            summary, unmatched = scheme_summary([kb.name for kb in key.key_blocks], mapping_rows(item))
+            box = layout.box().column(align=True)
+            box.label(text=summary, icon="SHAPEKEY_DATA")
+            if unmatched:
+                shown = ", ".join(unmatched[:6]) + (f" and {len(unmatched) - 6} more" if len(unmatched) > 6 else "")
+                box.label(text=f"Unmatched: {shown}", icon="INFO")
+        layout.label(text="Mapping (stream name > shape key, strength, curve):")
         _list_with_buttons(layout, "FACEMOCAP_UL_remaps", item, "remaps", "active_remap", "facemocap.remap")
+        row = layout.row(align=True)
+        row.operator("facemocap.mapping_autofill", icon="AUTO")
+        row.operator("facemocap.mapping_load", icon="FILEBROWSER", text="Load")
+        row.operator("facemocap.mapping_save", icon="FILE_TICK", text="Save")
+
+
+class FACEMOCAP_PT_takes(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Takes"
+    bl_parent_id = "FACEMOCAP_PT_receiver"
+
+    def draw(self, context):
+        from .cleanup import count_keys
+        from .operators import active_take
+
+        settings = context.scene.facemocap
+        layout = self.layout
+        layout.operator("facemocap.import_take", icon="IMPORT")
+        layout.template_list("FACEMOCAP_UL_takes", "", bpy.data, "actions", settings, "active_take", rows=3)
+        action = active_take(context)
+        if action is None:
+            layout.label(text="Record or import a take; double-click a take to rename it")
+            return
+        layout.label(text=f"{count_keys(action):,} keys, frames {action.frame_range[0]:g}-{action.frame_range[1]:g}")
+        row = layout.row(align=True)
+        row.operator("facemocap.take_push_nla", icon="NLA_PUSHDOWN")
+        row.operator("facemocap.take_delete", icon="TRASH", text="Delete")
+        col = layout.column(align=True)
+        col.prop(settings, "cleanup_smooth", slider=True)
+        col.prop(settings, "cleanup_decimate")
+        op = col.operator("facemocap.take_cleanup", icon="IPO_EASE_IN_OUT")
+        op.smooth, op.decimate = settings.cleanup_smooth, settings.cleanup_decimate
 
 
 class FACEMOCAP_PT_armature(_SidebarPanel, bpy.types.Panel):
@@ -154,16 +236,23 @@ class FACEMOCAP_PT_landmarks(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context):
         settings = context.scene.facemocap
-        self.layout.prop(settings, "landmark_object")
-        self.layout.operator("facemocap.landmark_face_create", icon="MESH_DATA")
+        layout = self.layout
+        layout.prop(settings, "landmark_object")
+        row = layout.row(align=True)
+        row.operator("facemocap.landmark_face_create", icon="MESH_DATA")
+        row.operator("facemocap.face_rig_create", icon="ARMATURE_DATA")
+        layout.prop(settings, "face_rig")
+        layout.operator("facemocap.face_rig_bake", icon="REC")
 
 
 _classes = (
     FACEMOCAP_UL_meshes,
     FACEMOCAP_UL_remaps,
+    FACEMOCAP_UL_takes,
     FACEMOCAP_PT_receiver,
     FACEMOCAP_PT_meshes,
     FACEMOCAP_PT_armature,
+    FACEMOCAP_PT_takes,
     FACEMOCAP_PT_landmarks,
 )
 

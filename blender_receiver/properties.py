@@ -47,6 +47,15 @@ class FACEMOCAP_PG_remap(bpy.types.PropertyGroup):
         name="Shape key", description="Shape key this stream name drives instead",
         update=_settings_changed,
     )
+    strength: FloatProperty(
+        name="Strength", default=1.0, min=0.0, max=10.0, soft_max=2.0, update=_settings_changed,
+        description="Multiplies this row's value (rows onto one key add up, then clamp to its slider range)",
+    )
+    curve: FloatProperty(
+        name="Curve", default=1.0, min=0.05, max=10.0, soft_min=0.25, soft_max=4.0, update=_settings_changed,
+        description="Response: value to this power. 1 is linear, above 1 eases in (small values shrink), "
+                    "below 1 eases out (small values grow)",
+    )
 
 
 class FACEMOCAP_PG_mesh(bpy.types.PropertyGroup):
@@ -96,7 +105,21 @@ class FACEMOCAP_PG_settings(bpy.types.PropertyGroup):
     )
     record: BoolProperty(
         name="Record", update=_record_changed,
-        description="Keep every frame received; when switched off, write them as Actions",
+        description="Keep every frame received; when switched off, write them as a take (an Action)",
+    )
+    active_take: IntProperty(name="Take", description="Index of the selected take in the file's Actions")
+    cleanup_decimate: FloatProperty(
+        name="Reduce", default=0.01, min=0.0, max=1.0, soft_max=0.1, precision=3,
+        description="Keys are removed while the curve stays within this of the (smoothed) values; "
+                    "0.01 is 1% of a shape key's range",
+    )
+    cleanup_smooth: FloatProperty(
+        name="Smooth", default=0.3, min=0.0, max=1.0, subtype="FACTOR",
+        description="How strongly the take is smoothed before keys are reduced (0: not at all)",
+    )
+    face_rig: PointerProperty(
+        type=bpy.types.Object, name="Face rig", poll=_is_armature,
+        description="The armature made by Create Face Rig, which follows the landmark face",
     )
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mathutils import Euler, Quaternion
+from mathutils import Euler, Matrix, Quaternion, Vector
 
-from .mapping import guess_bone_map, match_shape_keys, unity_to_blender_rotation
+from .mapping import guess_bone_map, rigify_eye_centres, unity_to_blender_rotation
+from .retarget import Row, compile_rows
 
 # Constraints that replace a bone's own rotation, so driving it would do nothing.
 _ROTATION_OVERRIDES = {"DAMPED_TRACK", "TRACK_TO", "LOCKED_TRACK", "COPY_ROTATION", "COPY_TRANSFORMS", "IK"}
@@ -61,33 +62,18 @@ def autofill_bones(settings) -> dict[str, str]:
 
 
 class MeshTarget:
-    def __init__(self, obj, strength: float, remap):
+    def __init__(self, obj, strength: float, rows):
         self.obj, self.name, self.strength = obj, obj.name, strength
         key = obj.data.shape_keys
         blocks = key.key_blocks if key is not None else []
         self.key_names = [kb.name for kb in blocks]
-        self.limits = [(kb.slider_min, kb.slider_max) for kb in blocks]
-        self.table, self.problems = match_shape_keys(self.key_names, remap)
+        limits = [(kb.slider_min, kb.slider_max) for kb in blocks]
+        self.mapping, self.problems = compile_rows(rows, self.key_names, limits)
         if key is None:
             self.problems.append(f"{obj.name} has no shape keys")
-        self._lower: dict[str, str] = {}
 
     def resolve(self, blends: dict[str, float]) -> dict[int, float]:
-        values: dict[int, float] = {}
-        lower, table, limits = self._lower, self.table, self.limits
-        for name, value in blends.items():
-            key = lower.get(name)
-            if key is None:
-                key = lower[name] = name.lower()
-                if len(lower) > 4096:  # a sender cycling through names must not grow this forever
-                    lower.clear()
-            indices = table.get(key)
-            if indices:
-                value *= self.strength
-                for index in indices:
-                    low, high = limits[index]
-                    values[index] = low if value < low else high if value > high else value
-        return values
+        return self.mapping.apply(blends, self.strength)
 
     def write(self, values: dict[int, float]) -> None:
         key = self.obj.data.shape_keys
@@ -98,6 +84,13 @@ class MeshTarget:
             blocks[index].value = value
 
 
+def mapping_rows(item) -> list[Row]:
+    """A panel mesh slot's mapping rows; half-filled rows are skipped, and rows the
+    panel's limits already keep valid cannot fail validation."""
+    return [Row(r.stream_name.strip(), r.shape_key.strip(), r.strength, r.curve)
+            for r in item.remaps if r.stream_name.strip() and r.shape_key.strip()]
+
+
 @dataclass
 class BoneSlot:
     name: str  # the rig's bone
@@ -105,15 +98,36 @@ class BoneSlot:
     rest_inverse: Quaternion
 
 
+@dataclass
+class AimSlot:
+    """A gaze target control (Rigify's eye.L / eye.R / eyes): the eyes aim at it, so
+    the gaze moves it around the eye centre instead of turning a bone."""
+    name: str
+    offset: Vector  # control's rest head minus the eye centre, armature space
+    to_local: Matrix  # armature-space vector -> the pose bone's location space
+    streams: tuple[str, ...] = ()  # stream bones whose rotations it follows (averaged)
+
+
 class BoneTarget:
     def __init__(self, armature, bone_map: dict[str, str]):
         self.obj, self.name = armature, armature.name
         self.slots: dict[str, BoneSlot] = {}
+        self.aims: dict[str, AimSlot] = {}
         self.problems: list[str] = []
+        names = [b.name for b in armature.data.bones]
         for stream_bone, bone_name in bone_map.items():
             bone = armature.data.bones.get(bone_name)
             if bone is None:
                 self.problems.append(f"{stream_bone}: no bone named {bone_name!r} in {armature.name}")
+                continue
+            centres = rigify_eye_centres(bone_name, names) if stream_bone in ("LeftEye", "RightEye") else ()
+            if centres:
+                aim = self.aims.get(bone_name)
+                if aim is None:
+                    centre = sum((armature.data.bones[c].head_local for c in centres), Vector()) / len(centres)
+                    aim = self.aims[bone_name] = AimSlot(
+                        bone_name, bone.head_local - centre, bone.matrix_local.to_3x3().inverted())
+                aim.streams += (stream_bone,)
                 continue
             rest = bone.matrix_local.to_quaternion()
             self.slots[stream_bone] = BoneSlot(bone_name, rest, rest.inverted())
@@ -138,13 +152,34 @@ class BoneTarget:
                 values[slot.name] = slot.rest_inverse @ Quaternion(unity_to_blender_rotation(rotation)) @ slot.rest
         return values
 
-    def write(self, values: dict[str, Quaternion]) -> None:
+    def resolve_aims(self, bones) -> dict[str, Vector]:
+        """Gaze control -> its pose location: the rest offset from the eye centre,
+        turned by the gaze (in the character's axes, as for bones), minus the rest
+        offset, in the bone's location space. The head turn reaches it through its
+        parents, as the stream's eye rotations are relative to the head."""
+        values: dict[str, Vector] = {}
+        for aim in self.aims.values():
+            turns = [bones[s] for s in aim.streams if s in bones]
+            if not turns:
+                continue
+            rotation = Quaternion(unity_to_blender_rotation(turns[0]))
+            if len(turns) > 1:  # a shared control follows the mean gaze
+                rotation = rotation.slerp(Quaternion(unity_to_blender_rotation(turns[1])), 0.5)
+            values[aim.name] = aim.to_local @ (rotation @ aim.offset - aim.offset)
+        return values
+
+    def write(self, values: dict[str, Quaternion], locations: dict[str, Vector] | None = None) -> None:
         pose_bones = self.obj.pose.bones
         for name, rotation in values.items():
             pose_bone = pose_bones.get(name)
             if pose_bone is None:
                 raise StaleTargets(name)
             set_rotation(pose_bone, rotation)
+        for name, location in (locations or {}).items():
+            pose_bone = pose_bones.get(name)
+            if pose_bone is None:
+                raise StaleTargets(name)
+            pose_bone.location = location
 
 
 def set_rotation(pose_bone, rotation: Quaternion) -> None:
@@ -198,6 +233,7 @@ def apply_landmarks(obj, points) -> None:
 class Resolved:
     meshes: list[tuple[MeshTarget, dict[int, float]]] = field(default_factory=list)
     bones: dict[str, Quaternion] = field(default_factory=dict)
+    locations: dict[str, Vector] = field(default_factory=dict)  # gaze controls
     armature: str = ""
 
 
@@ -211,7 +247,7 @@ class Targets:
         self.problems: list[str] = []
         for item in settings.meshes:
             if item.object is not None and item.object.type == "MESH":
-                target = MeshTarget(item.object, item.strength, [(r.stream_name, r.shape_key) for r in item.remaps])
+                target = MeshTarget(item.object, item.strength, mapping_rows(item))
                 self.meshes.append(target)
                 self.problems += target.problems
         self.armature: BoneTarget | None = None
@@ -226,12 +262,13 @@ class Targets:
             resolved.meshes = [(target, target.resolve(frame.blends)) for target in self.meshes]
         if self.armature is not None and frame.bones:
             resolved.bones = self.armature.resolve(frame.bones)
+            resolved.locations = self.armature.resolve_aims(frame.bones)
             resolved.armature = self.armature.name
         return resolved
 
     def write(self, resolved: Resolved) -> None:
         for target, values in resolved.meshes:
             target.write(values)
-        if resolved.bones:
-            self.armature.write(resolved.bones)
+        if resolved.bones or resolved.locations:
+            self.armature.write(resolved.bones, resolved.locations)
 

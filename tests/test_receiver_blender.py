@@ -9,10 +9,12 @@ runs; timers never fire in background mode, so the tests call it.
 
 import importlib
 import math
+import re
 import socket
 import subprocess
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -500,6 +502,7 @@ class RecordingLayout:
         category, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, category), name), f"no operator {idname}"
         self._add(f"(button {text if text is not None else idname})")
+        return types.SimpleNamespace()  # the panel may set the operator's properties
 
     def label(self, text="", **kwargs):
         self._add(f"'{text}'")
@@ -519,7 +522,7 @@ def draw_panels(blender_addon, scene):
     lines = []
     context = bpy.context
     for panel in (panels.FACEMOCAP_PT_receiver, panels.FACEMOCAP_PT_meshes, panels.FACEMOCAP_PT_armature,
-                  panels.FACEMOCAP_PT_landmarks):
+                  panels.FACEMOCAP_PT_takes, panels.FACEMOCAP_PT_landmarks):
         lines.append(f"== {panel.bl_label}")
         panel.draw(type("P", (), {"layout": RecordingLayout(lines)})(), context)
     return lines
@@ -608,7 +611,8 @@ def test_stopping_while_recording_writes_the_take(session, blender_scene):
     pump_until(session, scene, lambda f: f.time == pytest.approx(20.0 + 2 / 30))
     session.stop(scene)
     assert not scene.facemocap.record and session.STATE.take is None
-    assert session.STATE.last_take == ["Face FaceMocap: 1 shape key, 3 frames"]
+    [line] = session.STATE.last_take
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d live: Face 1 shape key; 3 frames", line), line
     assert len(fcurves_of(mesh.data.shape_keys)[0].keyframe_points) == 3
 
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings, strategies as st
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from blender_receiver.mapping import guess_bone_map, match_shape_keys, unity_to_blender_rotation
+from blender_receiver.mapping import guess_bone_map, unity_to_blender_rotation
 from blender_receiver.receiver import (
     DEFAULT_HOST,
     MAX_DATAGRAM,
@@ -280,18 +280,16 @@ def test_bone_map_prefers_the_vrm_humanoid_table():
     assert guess_bone_map(bones, vrm) == {"Head": "kao", "Neck": "kubi", "LeftEye": "me_L", "RightEye": "me_R"}
 
 
-def test_bone_map_for_rigify_maps_head_and_neck_but_not_the_eye_targets():
-    bones = ["root", "torso", "neck", "head", "eye.L", "eye.R", "eyes", "ORG-eye.L", "MCH-eye.L", "DEF-spine.006"]
-    assert guess_bone_map(bones) == {"Head": "head", "Neck": "neck"}
-
-
-def test_shape_keys_match_case_insensitively_and_remaps_replace_the_default():
-    keys = ["Basis", "eyeBlinkLeft", "jawOpen", "MouthSmile", "A"]
-    table, problems = match_shape_keys(keys, [("A", "MouthSmile"), ("A", "jawopen"), ("Joy", "Missing")])
-    assert table["eyeblinkleft"] == [1] and table["jawopen"] == [2]
-    assert table["a"] == [3, 2]  # remapped, no longer the key named A
-    assert "basis" not in table
-    assert problems == ["remap Joy -> Missing: no shape key named 'Missing'"]
+def test_bone_map_for_rigify_maps_head_neck_and_the_gaze_controls():
+    bones = ["root", "torso", "neck", "head", "eye.L", "eye.R", "eyes", "ORG-eye.L", "ORG-eye.R",
+             "MCH-eye.L", "DEF-spine.006"]
+    assert guess_bone_map(bones) == {"Head": "head", "Neck": "neck", "LeftEye": "eye.L", "RightEye": "eye.R"}
+    # Only the shared control: both eyes turn it (their gaze is averaged).
+    shared = ["neck", "head", "eye_common", "ORG-eye.L", "ORG-eye.R", "MCH-eye.L"]
+    assert guess_bone_map(shared) == {"Head": "head", "Neck": "neck",
+                                      "LeftEye": "eye_common", "RightEye": "eye_common"}
+    # A control without the ORG- eye it turns about cannot be aimed: left out.
+    assert guess_bone_map(["neck", "head", "eye.L", "eye.R", "ORG-spine"]) == {"Head": "head", "Neck": "neck"}
 
 
 def _rotate(q_wxyz, v):
