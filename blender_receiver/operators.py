@@ -383,10 +383,11 @@ class FACEMOCAP_OT_face_rig_bake(bpy.types.Operator):
         return context.scene.facemocap.face_rig is not None
 
     def execute(self, context):
-        from .face_rig import bake_face_rig
+        from .face_rig import bake_face_rig, follows_rig
 
         scene, settings = context.scene, context.scene.facemocap
-        character = settings.armature if settings.armature not in (None, settings.face_rig) else None
+        # The panel's armature when the character follows the rig, else the rig itself.
+        character = settings.armature if follows_rig(settings.armature, settings.face_rig) else None
         try:
             action = bake_face_rig(scene, settings.face_rig, scene.frame_start, scene.frame_end, target=character)
         except ValueError as error:

@@ -205,6 +205,10 @@ def set_rotation(pose_bone, rotation: Quaternion) -> None:
 # character's left (+X), y (down) is -Z, depth (away from the camera) is +Y; the
 # object's origin is the image's horizontal centre, half an image width below its top.
 LANDMARK_SCALE = 1.0
+# MediaPipe's depth runs on about 1.4x the scale of x and y (bridge.landmarks,
+# FACE_MESH_DEPTH_SCALE): scaled back, the landmark face turns as a rigid body, so a
+# head turn does not leak into the face rig's feature bones.
+LANDMARK_DEPTH_SCALE = 0.7
 LANDMARK_CACHE_MODIFIER = "FaceMocap take"
 
 
@@ -213,7 +217,7 @@ def landmarks_to_blender(points):
     import numpy as np
 
     p = np.asarray(points, dtype=np.float32)
-    return np.stack([(p[:, 0] - 0.5), p[:, 2], (0.5 - p[:, 1])], axis=1) * LANDMARK_SCALE
+    return np.stack([(p[:, 0] - 0.5), p[:, 2] * LANDMARK_DEPTH_SCALE, (0.5 - p[:, 1])], axis=1) * LANDMARK_SCALE
 
 
 def apply_landmarks(obj, points) -> None:
