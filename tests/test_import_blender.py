@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.state import ARKIT_NAMES, FaceState, pascal_case
+from bridge.state import ARKIT_NAMES, VRM0_NAMES, FaceState, pascal_case
 from test_receiver_blender import build_face, deform_matrix, fcurves_of
+from test_retarget import CC4_EXT_KEYS, CC_ARKIT_KEYS, VRM0_KEYS, VRM1_KEYS, VROID_KEYS
 
 LIVELINK = Path(__file__).resolve().parent / "data" / "livelink"
 
@@ -275,11 +276,18 @@ SCHEME_KEYS = {
     "arkit-pascal": [pascal_case(n) for n in ARKIT_NAMES],
     "arkit-lr": [n[:-4] + "_L" if n.endswith("Left") else n[:-5] + "_R" if n.endswith("Right") else n
                  for n in ARKIT_NAMES],
+    "cc4": CC4_EXT_KEYS,
+    "cc-arkit": CC_ARKIT_KEYS,
+    "vroid": VROID_KEYS,
+    "vrm0": VRM0_KEYS,
+    "vrm1": VRM1_KEYS,
 }
 
 
 @pytest.mark.parametrize("scheme", sorted(SCHEME_KEYS))
-def test_a_live_link_take_drives_a_mesh_named_in_each_scheme_after_auto_fill(addon, blender_scene, scheme):
+def test_an_export_drives_a_mesh_named_in_each_scheme_after_auto_fill(addon, blender_scene, tmp_path, scheme):
+    """Our csv export carries the 52 ARKit channels and the VRM presets, so every
+    scheme's rows have something to take."""
     import bpy
 
     scene = blender_scene
@@ -288,9 +296,14 @@ def test_a_live_link_take_drives_a_mesh_named_in_each_scheme_after_auto_fill(add
     scene.facemocap.active_mesh = 0
     assert bpy.ops.facemocap.mapping_autofill() == {"FINISHED"}
     match = addon("retarget").detect_scheme([kb.name for kb in obj.data.shape_keys.key_blocks])
-    assert match.scheme == scheme and match.found == 52
-    addon("importer").import_take(str(livelink_files()[0]), scene, start_frame=1)
-    assert len(fcurves_of(obj.data.shape_keys)) == 52
+    assert match.scheme == scheme
+    assert len(scene.facemocap.meshes[0].remaps) == len(match.rows)
+    path = tmp_path / "take.csv"
+    write_export(path, "csv", varied_states(5), np.arange(5) / 30)
+    addon("importer").import_take(str(path), scene, start_frame=1)
+    animated = {c.data_path for c in fcurves_of(obj.data.shape_keys)}
+    sent = {n.lower() for n in (*ARKIT_NAMES, *VRM0_NAMES)}  # the export's channels
+    assert animated == {f'key_blocks["{r.key}"].value' for r in match.rows if r.stream.lower() in sent}
 
 
 def test_mapping_tables_save_and_load_through_the_operators(addon, blender_scene, tmp_path):

@@ -543,7 +543,16 @@ def test_the_panels_draw_in_every_state(session, blender_addon, blender_scene):
     assert "Receiving" in running and "Recording: 1 frames" in running
     assert "Dropped as malformed: 1" in running
     assert "LeftEye: no bone named 'NoSuchBone' in Rig" in running
+    assert "ARKit (camelCase): 52 of 52 channels reach a key" in running
     scene.facemocap.record = False
+    import bpy
+
+    take = next(a for a in bpy.data.actions if "facemocap_take" in a)
+    scene.facemocap.active_take = list(bpy.data.actions).index(take)
+    with_take = "\n".join(draw_panels(blender_addon, scene))
+    assert "'1 keys, frames " in with_take and "(button facemocap.take_cleanup)" in with_take
+    mesh.data.shape_keys.key_blocks["jawOpen"].name = "mouthOpenWide"
+    assert "Unmatched: jawOpen" in "\n".join(draw_panels(blender_addon, scene))
     session.STATE.error = "port 1 is already in use on 127.0.0.1 (is another receiver running?)"
     session.stop(scene)
     assert "already in use" in "\n".join(draw_panels(blender_addon, scene))
