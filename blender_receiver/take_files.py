@@ -56,6 +56,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The add-on's one copy of the tracker's names (a test keeps them equal to bridge.state's).
+from .retarget import ARKIT_NAMES, VRM0_NAMES
+
 __all__ = ["ARKIT_NAMES", "BONES", "MAX_FRAMES", "VRM0_NAMES", "TakeData", "TakeFileError",
            "bone_rotations", "read_take_file"]
 
@@ -63,31 +66,6 @@ MAX_FRAMES = 216_000          # one hour at 60 fps
 LANDMARK_COUNT = 478
 BONES = ("Neck", "Head", "LeftEye", "RightEye")   # bone_rotations() order, as bridge.vmc.BONES
 NECK_SHARE = 0.4              # bridge.vmc.NECK_SHARE: the neck carries this share of the head turn
-
-# bridge.state.ARKIT_NAMES (ARKit's order) and VRM0_NAMES; a test keeps them equal.
-ARKIT_NAMES = (
-    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
-    "eyeSquintLeft", "eyeWideLeft",
-    "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
-    "eyeSquintRight", "eyeWideRight",
-    "jawForward", "jawLeft", "jawRight", "jawOpen",
-    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
-    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
-    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight",
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
-    "noseSneerLeft", "noseSneerRight",
-    "tongueOut",
-)
-VRM0_NAMES = (
-    "A", "I", "U", "E", "O",
-    "Blink", "Blink_L", "Blink_R",
-    "Joy", "Angry", "Sorrow", "Fun",
-    "LookUp", "LookDown", "LookLeft", "LookRight",
-)
 
 TAKE_FORMAT = "facemocap-take"
 TAKE_VERSION = 1

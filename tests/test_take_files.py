@@ -126,15 +126,12 @@ def test_bone_rotations_match_bridge_vmc():
 def test_module_stands_alone_without_bpy_or_bridge():
     """The add-on is installed into Blender on its own: no bridge, no bpy there."""
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('take_files', {str(Path(take_files.__file__))!r})\n"
-        "module = importlib.util.module_from_spec(spec)\n"
-        "sys.modules['take_files'] = module\n"
-        "spec.loader.exec_module(module)\n"
+        "import sys, blender_receiver.take_files as module\n"
         f"data = module.read_take_file({str(LIVELINK / 'S07-001.csv')!r})\n"
-        "print(len(data.times), sorted(k for k in sys.modules if k.split('.')[0] in ('bpy', 'bridge', 'blender_receiver')))\n"
+        "print(len(data.times), sorted(k for k in sys.modules if k.split('.')[0] in ('bpy', 'bridge', 'mathutils')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.dirname(__file__),
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(take_files.__file__)),
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["299", "[]"]
