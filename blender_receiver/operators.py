@@ -346,8 +346,9 @@ class FACEMOCAP_OT_take_cleanup(_TakeOperator, bpy.types.Operator):
                                    progress=lambda done, total: wm.progress_update(done / max(total, 1)))
         finally:
             wm.progress_end()
-        self.report({"INFO"}, f"{action.name}: {result.keys_before:,} keys -> {result.keys_after:,} "
-                              f"(within {result.max_error:.4g})")
+        line = f"{action.name}: {result.keys_before:,} keys -> {result.keys_after:,} (within {result.max_error:.4g})"
+        session.STATE.last_take = [line]  # the status box keeps it: keys before and after
+        self.report({"INFO"}, line)
         return {"FINISHED"}
 
 
