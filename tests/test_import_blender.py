@@ -404,3 +404,23 @@ def test_rigify_eyes_follow_the_gaze_through_their_target_controls(addon, blende
         # The character's left is +X; up is +Z.
         assert math.degrees(math.atan2(forward.x, -forward.y)) == pytest.approx(20, abs=1.0), side
         assert math.degrees(math.asin(forward.z)) == pytest.approx(10, abs=1.0), side
+
+
+def test_an_imported_take_moves_the_rigify_gaze_controls_as_live_frames_do(addon, blender_scene, rigify_rig):
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=str(rigify_rig))
+    scene = bpy.context.scene
+    rig = next(o for o in bpy.data.objects if o.type == "ARMATURE" and "ORG-eye.L" in o.data.bones)
+    scene.facemocap.armature = rig
+    path = LIVELINK / "MySlate_3_Jason_Millers_iPhone.csv"
+    addon("importer").import_take(str(path), scene, start_frame=1)
+    data = addon("take_files").read_take_file(str(path))
+    curves = curves_by_path(rig)
+    live = addon("targets").Targets(scene.facemocap)
+    for i in (0, len(data.times) // 2, len(data.times) - 1):
+        bones = {name: tuple(q[i]) for name, q in data.bones.items()}
+        expected = live.armature.resolve_aims(bones)
+        for control in ("eye.L", "eye.R"):
+            got = [keys(curves[(f'pose.bones["{control}"].location', k)])[1][i] for k in range(3)]
+            assert got == pytest.approx(tuple(expected[control]), abs=1e-6), (control, i)
