@@ -989,7 +989,8 @@ def run_blender(datagrams: int, seed: int, session, scene, pump_every: int = 16)
             return bool(np.allclose(co.reshape(-1, 3), targets.landmarks_to_blender(expect.points), atol=1e-6))
         for obj, strength in meshes:
             for key in obj.data.shape_keys.key_blocks[1:]:
-                value = expect.blends[STREAM_NAMES[FACE_KEYS.index(key.name)]] * strength
+                # Stream values are 0..1 (retarget clamps them), then strength, then the slider.
+                value = min(max(expect.blends[STREAM_NAMES[FACE_KEYS.index(key.name)]], 0.0), 1.0) * strength
                 wanted = min(max(value, key.slider_min), key.slider_max)
                 if abs(key.value - wanted) > 1e-6:
                     return False
