@@ -68,7 +68,11 @@ def import_take(path, scene, start_frame: float = 1.0, active_object=None) -> li
         from .targets import landmarks_to_blender
 
         points = np.stack([landmarks_to_blender(p) for p in data.landmarks])
-        report += takes.write_landmark_cache(scene, landmark_obj, frames, points)
+        try:  # before any Action: a failure here leaves no half-imported take
+            report += takes.write_landmark_cache(scene, landmark_obj, frames, points)
+        except OSError as error:
+            raise ImportFailed(f"{os.path.basename(str(path))}: the landmark point cache could not be "
+                               f"written: {error.strerror or error}") from None
     if animated:
         takes.write_action(name, os.path.abspath(str(path)), animated)
         parts = ", ".join(f"{a.obj_name} {a.summary}" for a in animated)
