@@ -51,13 +51,13 @@ def import_take(path, scene, start_frame: float = 1.0, active_object=None) -> li
             curves = [takes.Curve(takes.shape_key_path(target.key_names[index]), 0, frames, values)
                       for index, values in sorted(columns.items())]
             animated.append(takes.Animated(target.obj.data.shape_keys, target.name,
-                                           takes._count(len(columns), "shape key"), curves))
+                                           takes.count_noun(len(columns), "shape key"), curves))
     if targets.armature is not None and data.bones:
         bone_curves = _bone_curves(targets.armature, data.bones, frames)
         if bone_curves:
             bones = {c.path.split('"]')[0] for c in bone_curves}
             animated.append(takes.Animated(targets.armature.obj, targets.armature.name,
-                                           takes._count(len(bones), "bone"), bone_curves))
+                                           takes.count_noun(len(bones), "bone"), bone_curves))
     landmark_obj = _landmark_object(scene, data)
     if not animated and landmark_obj is None:
         raise ImportFailed(f"{os.path.basename(str(path))}: none of its {len(data.names)} channels or "
@@ -76,7 +76,7 @@ def import_take(path, scene, start_frame: float = 1.0, active_object=None) -> li
     if animated:
         takes.write_action(name, os.path.abspath(str(path)), animated)
         parts = ", ".join(f"{a.obj_name} {a.summary}" for a in animated)
-        report.append(f"{name}: {parts}; {takes._count(len(frames), 'frame')} from frame {start_frame:g}")
+        report.append(f"{name}: {parts}; {takes.count_noun(len(frames), 'frame')} from frame {start_frame:g}")
     takes.extend_scene(scene, frames[-1])
     rate = f"{data.rate:.4g} fps" if data.rate else "unknown rate"
     report.append(f"{data.kind}, {rate}, {len(frames)} frames"
@@ -120,7 +120,7 @@ def _bone_curves(target, bones: dict, frames: np.ndarray) -> list:
             continue
         q = _blender_quaternions(bones[stream_bone])
         local = _qmul(_qmul(np.array(tuple(slot.rest_inverse)), q), np.array(tuple(slot.rest)))
-        path, values = takes._rotation_channel(pose_bones[slot.name], _continuous(local))
+        path, values = takes.rotation_channel(pose_bones[slot.name], _continuous(local))
         curves += [takes.Curve(path, i, frames, values[:, i]) for i in range(values.shape[1])]
     for aim in target.aims.values():
         streams = [s for s in aim.streams if s in bones]

@@ -150,7 +150,7 @@ def take_name(source: str, started: datetime) -> str:
 
 
 def write_take(take: Take, scene) -> list[str]:
-    """Write the take as an Action; returns one line per Action written (or problem)."""
+    """Write the take as an Action; returns one line per take (or landmark cache) written, or problem."""
     import bpy
 
     fps = scene.render.fps / scene.render.fps_base
@@ -169,7 +169,7 @@ def write_take(take: Take, scene) -> list[str]:
             continue
         curves = [Curve(shape_key_path(key_name), 0, frame_numbers[channel.frames], np.asarray(channel.values))
                   for key_name, channel in channels]
-        animated.append(Animated(obj.data.shape_keys, obj.name, _count(len(channels), "shape key"), curves))
+        animated.append(Animated(obj.data.shape_keys, obj.name, count_noun(len(channels), "shape key"), curves))
     by_armature: dict[str, dict] = {}
     for kind, table in (("rotation", take.bones), ("location", take.locations)):
         for (arm_name, bone), channel in table.items():
@@ -186,17 +186,17 @@ def write_take(take: Take, scene) -> list[str]:
                 continue
             frames = frame_numbers[channel.frames]
             if kind == "rotation":
-                path, values = _rotation_channel(pose_bone, np.asarray(channel.values).reshape(-1, 4))
+                path, values = rotation_channel(pose_bone, np.asarray(channel.values).reshape(-1, 4))
             else:
                 path, values = f"{pose_bone_path(bone)}.location", np.asarray(channel.values).reshape(-1, 3)
             curves += [Curve(path, i, frames, values[:, i]) for i in range(values.shape[1])]
         bones = {bone for _, bone in channels}
-        animated.append(Animated(armature, armature.name, _count(len(bones), "bone"), curves))
+        animated.append(Animated(armature, armature.name, count_noun(len(bones), "bone"), curves))
     if animated:
         name = take_name(take.source, take.started)
         write_action(name, take.source, animated)
         parts = ", ".join(f"{a.obj_name} {a.summary}" for a in animated)
-        report.append(f"{name}: {parts}; {_count(len(take), 'frame')}")
+        report.append(f"{name}: {parts}; {count_noun(len(take), 'frame')}")
     extend_scene(scene, frame_numbers[-1])
     return report
 
@@ -403,14 +403,14 @@ def write_landmark_cache(scene, obj, times: np.ndarray, points: np.ndarray) -> l
     modifier.frame_start = float(frames[0])
     modifier.show_viewport = True
     extend_scene(scene, frames[-1])
-    return [f"{obj.name}: {_count(len(times), 'landmark frame')} -> {path.name}"]
+    return [f"{obj.name}: {count_noun(len(times), 'landmark frame')} -> {path.name}"]
 
 
-def _count(n: int, noun: str) -> str:
+def count_noun(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _rotation_channel(pose_bone, quaternions: np.ndarray):
+def rotation_channel(pose_bone, quaternions: np.ndarray):
     """The property path and per-frame values for the bone's rotation mode."""
     from mathutils import Quaternion
 
