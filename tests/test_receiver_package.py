@@ -17,7 +17,7 @@ from blender_receiver.build import BuildError, build_extension
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = REPO_ROOT / "blender_receiver"
-ZIP_NAME = "facemocap_receiver-0.1.0.zip"
+ZIP_NAME = "facemocap_receiver-0.2.0.zip"
 WHEEL = "python_osc-1.10.2-py3-none-any.whl"
 # The add-on runs inside Blender's Python, which has neither.
 FORBIDDEN_IMPORTS = {"bridge", "mediapipe"}
