@@ -93,6 +93,9 @@ HEAD_PIVOT = np.array([0.0, -4.0, 0.0])    # cm: in the neck, below and behind t
 N_IDENTITIES = 100
 
 
+_UNSUFFIXED = ("jawLeft", "jawRight", "mouthLeft", "mouthRight")
+
+
 def ict_names(arkit_name: str) -> tuple[str, ...]:
     """The ICT expression shape(s) an ARKit name drives (``eyeBlinkLeft`` -> ``eyeBlink_L``)."""
     if arkit_name in UNRENDERABLE:
@@ -101,6 +104,8 @@ def ict_names(arkit_name: str) -> tuple[str, ...]:
         raise ValueError(f"unknown ARKit name {arkit_name!r}")
     if arkit_name in ("browInnerUp", "cheekPuff"):
         return (arkit_name + "_L", arkit_name + "_R")
+    if arkit_name in _UNSUFFIXED:  # ICT keeps ARKit's names for these (own left: +x)
+        return (arkit_name,)
     for side, suffix in (("Left", "_L"), ("Right", "_R")):
         if arkit_name.endswith(side):
             return (arkit_name[: -len(side)] + suffix,)
