@@ -39,7 +39,8 @@ def import_take(path, scene, start_frame: float = 1.0, active_object=None) -> li
     except OSError as error:
         raise ImportFailed(f"{os.path.basename(str(path))}: {error.strerror or error}") from None
     targets = _targets(scene, active_object)
-    if not targets.meshes and targets.armature is None and _landmark_object(scene, data) is None:
+    landmark_obj = _landmark_object(scene, data)
+    if not targets.meshes and targets.armature is None and landmark_obj is None:
         raise ImportFailed("nothing to import onto: add a mesh or an armature on the FaceMocap panel, "
                            "or select one")
     fps = scene.render.fps / scene.render.fps_base
@@ -53,12 +54,10 @@ def import_take(path, scene, start_frame: float = 1.0, active_object=None) -> li
             animated.append(takes.Animated(target.obj.data.shape_keys, target.name,
                                            takes.count_noun(len(columns), "shape key"), curves))
     if targets.armature is not None and data.bones:
-        bone_curves = _bone_curves(targets.armature, data.bones, frames)
+        bone_curves, bone_count = _bone_curves(targets.armature, data.bones, frames)
         if bone_curves:
-            bones = {c.path.split('"]')[0] for c in bone_curves}
             animated.append(takes.Animated(targets.armature.obj, targets.armature.name,
-                                           takes.count_noun(len(bones), "bone"), bone_curves))
-    landmark_obj = _landmark_object(scene, data)
+                                           takes.count_noun(bone_count, "bone"), bone_curves))
     if not animated and landmark_obj is None:
         raise ImportFailed(f"{os.path.basename(str(path))}: none of its {len(data.names)} channels or "
                            f"bones match the targets' shape keys or bones (see the mapping table)")
@@ -108,12 +107,12 @@ def _landmark_object(scene, data):
     return obj if len(obj.data.vertices) == data.landmarks.shape[1] else None
 
 
-def _bone_curves(target, bones: dict, frames: np.ndarray) -> list:
+def _bone_curves(target, bones: dict, frames: np.ndarray) -> tuple[list, int]:
     """All frames' bone rotations (and gaze-control locations) at once, by the same
-    rules as BoneTarget.resolve / resolve_aims, as F-Curves."""
+    rules as BoneTarget.resolve / resolve_aims, as F-Curves; and how many bones."""
     from . import takes
 
-    curves = []
+    curves, count = [], 0
     pose_bones = target.obj.pose.bones
     for stream_bone, slot in target.slots.items():
         if stream_bone not in bones or pose_bones.get(slot.name) is None:
@@ -122,6 +121,7 @@ def _bone_curves(target, bones: dict, frames: np.ndarray) -> list:
         local = _qmul(_qmul(np.array(tuple(slot.rest_inverse)), q), np.array(tuple(slot.rest)))
         path, values = takes.rotation_channel(pose_bones[slot.name], _continuous(local))
         curves += [takes.Curve(path, i, frames, values[:, i]) for i in range(values.shape[1])]
+        count += 1
     for aim in target.aims.values():
         streams = [s for s in aim.streams if s in bones]
         if not streams or pose_bones.get(aim.name) is None:
@@ -134,7 +134,8 @@ def _bone_curves(target, bones: dict, frames: np.ndarray) -> list:
         location = turned @ np.array([tuple(row) for row in aim.to_local]).T
         path = f"{takes.pose_bone_path(aim.name)}.location"
         curves += [takes.Curve(path, i, frames, location[:, i]) for i in range(3)]
-    return curves
+        count += 1
+    return curves, count
 
 
 def _blender_quaternions(unity_xyzw: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ _SCHEME_CACHE: dict = {}
 
 def scheme_summary(key_names, rows) -> tuple[str, list[str]]:
     """The panel's line about a mesh's naming scheme, and the channels that reach no key."""
-    from .retarget import compile_rows, detect_scheme
+    from .retarget import SCHEMES, compile_rows, detect_scheme
 
     cache_key = (tuple(key_names), tuple(rows))
     if cache_key not in _SCHEME_CACHE:
@@ -61,11 +61,11 @@ def scheme_summary(key_names, rows) -> tuple[str, list[str]]:
             _SCHEME_CACHE.clear()
         match = detect_scheme(key_names)
         mapping, _problems = compile_rows(rows, key_names)
-        streams = [r.stream for r in match.rows] if match.scheme.startswith("vrm") else list(ARKIT_NAMES)
-        unmatched = mapping.unmatched(dict.fromkeys(streams))
-        found = len(dict.fromkeys(streams)) - len(unmatched)
-        total = match.total if match.scheme.startswith("vrm") else len(ARKIT_NAMES)
-        _SCHEME_CACHE[cache_key] = (f"{match.label}: {found} of {total} channels reach a key", unmatched)
+        # The scheme's own stream names (VRM presets for VRM meshes), else ARKit's.
+        streams = SCHEMES[match.scheme].streams if match.scheme in SCHEMES else ARKIT_NAMES
+        unmatched = mapping.unmatched(streams)
+        found = len(streams) - len(unmatched)
+        _SCHEME_CACHE[cache_key] = (f"{match.label}: {found} of {len(streams)} channels reach a key", unmatched)
     return _SCHEME_CACHE[cache_key]
 
 
