@@ -1,16 +1,25 @@
 """Score the tracker against rendered faces with known weights (issue 14).
 
-    python -m bench.truth.score [--cache DIR] [--sources landmarker:fused,landmarker:solver,...]
-                                [--model face_landmarker.task] [--out FILE.md] [--json FILE]
+    python -m bench.truth.score [--set full] [--sources landmarker:fused,landmarker:solver,...]
+                                [--readings session,photo] [--model face_landmarker.task]
+                                [--cache DIR] [--out FILE.md] [--json FILE]
 
-Every ``<hash>.png`` in the cache folder with its ``<hash>.json`` (written by
-`bench.truth.render`) is one render, whatever set it came from. For each source
-(``backend:blendshapes``) the renders are tracked with ``facemocap-osc export`` as an
-image folder, i.e. as photos: each image alone (static tracking, no filter, no history).
-Readings are cached per (source, tracker version, PNG content) in ``<cache>/scores/``,
-so re-scoring is instant and a grown set only tracks its new images (one export per
-source). The tracker version hashes every file under ``bridge/``, the model file and
-the mediapipe version: any change to the code re-tracks everything.
+The renders are the set's (``<cache>/<set>.index.json``, written by ``python -m
+bench.truth render --set <set>``). Each render is tracked once per backend as a photo
+(static tracking, as ``facemocap-osc export`` does for an image folder); the landmarks
+and the model's scores are cached in ``<cache>/landmarks/<backend>-<version>.npz``, the
+version hashing bridge/tracking/, the model file and mediapipe's version. The solve stage
+(`bridge.solve.Solver`, what export and the live tracker run) then reads them in-process,
+so re-scoring after a solver change takes seconds. Two readings:
+
+* **session** (the figures that count): each identity's renders are fed to one Solver as a
+  session (a frame every 0.1 s, seeded order), so it learns that person's rest as the live
+  tracker does from a performer's frames; then it reads every render with that rest
+  (time=None: no further learning, no lid timing). Like docs/accuracy.md's "labelled
+  frames in their video".
+* **photo**: every image alone against the population's rest (REST_PRIOR; adapt=False),
+  like its "as photos". ICT's faces are not the 19 people's (their neutral brows sit
+  0.6 cm higher above the eyes), so this mostly measures how far ICT is from them.
 
 The ground truth is the JSON's ``effective_weights`` (what was rendered, including the
 eyeLook lid shapes a gaze adds), ``spec.gaze`` and ``spec.head``.
@@ -63,15 +72,10 @@ out).
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,14 +86,12 @@ from bench.truth.faces import ARKIT_NAMES, RENDERABLE, UNRENDERABLE
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = Path(__file__).resolve().parent / "cache"
+READINGS = ("session", "photo")
 DEFAULT_SOURCES = ("landmarker:fused", "landmarker:solver", "landmarker:model",
                    "facemesh:fused", "facemesh:solver")
 TARGETS = {"slope": 0.6, "rank": 0.8, "neutral": 0.15, "crosstalk": 0.25, "gaze_deg": 5.0, "head_deg": 2.0}
 MIN_RENDERS = 3
 LR_MIN_RISE = 0.05        # left/right check: below this on both sides = "no response"
-CACHE_FORMAT = 1
-HEAD_COLUMNS = ("headYaw", "headPitch", "headRoll")
-EYE_COLUMNS = ("leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch")
 UNMEASURED_REASON = {"tongueOut": "unmeasured: no tongue in ICT-FaceKit"}
 
 
@@ -124,20 +126,38 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_renders(cache: Path) -> Renders:
-    """Every <hash>.png in `cache` that has a <hash>.json with effective_weights."""
+def set_images(cache: Path, set_name: str) -> dict:
+    """image -> face name of a rendered set, from its `<set>.index.json` (written by the render command)."""
+    path = cache / f"{set_name}.index.json"
+    try:
+        index = json.loads(path.read_text())
+        return {row["image"]: row["name"] for row in index}
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: no such file: render the set first (python -m bench.truth render --set {set_name})")
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SystemExit(f"{path}: not a set index ({e}): render the set again")
+
+
+def load_renders(cache: Path, images: list[str] | None = None, names: dict | None = None) -> Renders:
+    """The renders `images` (names of <hash>.png files in `cache`; default: every <hash>.png
+    there), each with its <hash>.json; `names`: image -> the face's name in the set."""
     rows = []
-    for meta_path in sorted(cache.glob("*.json")):
-        png = meta_path.with_suffix(".png")
-        if not png.is_file():
-            continue
+    pngs = sorted(cache.glob("*.png")) if images is None else [cache / name for name in images]
+    for png in pngs:
+        meta_path = png.with_suffix(".json")
         try:
             meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(meta, dict) or "effective_weights" not in meta or "spec" not in meta:
-            continue   # e.g. <set>.index.json
+        except (OSError, ValueError) as e:
+            if images is None:
+                continue
+            raise SystemExit(f"{meta_path}: {e}: render the set again")
+        if not png.is_file() or not isinstance(meta, dict) or "effective_weights" not in meta or "spec" not in meta:
+            if images is None:
+                continue
+            raise SystemExit(f"{png}: missing, or its JSON is not a render's: render the set again")
         spec = meta["spec"]
+        if images is not None and names:
+            spec = {**spec, "name": names.get(png.name, spec.get("name", ""))}   # the set's name now
         eff = meta["effective_weights"]
         unknown = set(eff) - set(ARKIT_NAMES)
         if unknown:
@@ -161,11 +181,6 @@ def load_renders(cache: Path) -> Renders:
 
 # --------------------------------------------------------------------------- tracking
 
-def _exe() -> str:
-    sibling = Path(sys.executable).with_name("facemocap-osc")
-    return str(sibling) if sibling.exists() else (shutil.which("facemocap-osc") or "facemocap-osc")
-
-
 def default_model() -> str | None:
     """--model, else the tracker's own choice (FACEMOCAP_MODEL, its cache), else
     ../shared/data/models/face_landmarker.task beside the repository."""
@@ -177,78 +192,103 @@ def default_model() -> str | None:
         return str(shared) if shared.is_file() else None
 
 
-def tracker_version(model: str | None) -> str:
-    """A hash of what the readings depend on: every file under bridge/ (not __pycache__),
-    the model file, mediapipe's version."""
+def tracking_version(model: str | None) -> str:
     h = hashlib.sha256()
-    for p in sorted((REPO / "bridge").rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc"):
-            h.update(str(p.relative_to(REPO)).encode() + b"\0" + p.read_bytes() + b"\0")
+    for p in sorted((REPO / "bridge" / "tracking").rglob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
     if model and Path(model).is_file():
-        h.update(b"model\0" + hashlib.sha256(Path(model).read_bytes()).digest())
+        h.update(hashlib.sha256(Path(model).read_bytes()).digest())
     try:
         from importlib.metadata import version
-        h.update(b"mediapipe " + version("mediapipe").encode())
+        h.update(version("mediapipe").encode())
     except Exception:
         pass
     return h.hexdigest()[:16]
 
 
-def _export(pngs: list[Path], backend: str, blendshapes: str, model: str | None) -> list[dict]:
-    """One `facemocap-osc export` over the images (as photos) -> one dict per image."""
-    with tempfile.TemporaryDirectory(prefix="truth-score-") as tmp:
-        folder = Path(tmp) / "images"
-        folder.mkdir()
-        for i, png in enumerate(pngs):
-            os.symlink(Path(png).resolve(), folder / f"{i:06d}.png")
-        out = Path(tmp) / "out.csv"
-        cmd = [_exe(), "export", str(folder), "-o", str(out), "--format", "csv",
-               "--backend", backend, "--blendshapes", blendshapes, "--quiet"]
-        if model and backend == "landmarker":
-            cmd += ["--model", model]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-        with open(out, newline="") as f:
-            rows = list(csv.DictReader(f))
-    if len(rows) != len(pngs):
-        raise RuntimeError(f"{len(pngs)} images but {len(rows)} rows")
-    wanted = ARKIT_NAMES + HEAD_COLUMNS + EYE_COLUMNS
-    return [{"found": r["found"] in ("1", "True", "true"), **{c: float(r[c]) for c in wanted}} for r in rows]
+def tracked(renders: Renders, backend: str, cache: Path, model: str | None, log=print) -> dict:
+    """digest -> (landmarks (478, 3) or None, scores dict or None, (w, h))."""
+    import cv2
 
+    from bridge.sources import Frame
+    from bridge.tracking import open_tracker
 
-def readings(renders: Renders, source: str, cache: Path, model: str | None, version: str,
-             log=print) -> tuple[dict, float]:
-    """(png digest -> reading) for every render; tracks only what the cache lacks."""
-    backend, blendshapes = source.split(":")
-    folder = cache / "scores"
+    folder = cache / "landmarks"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{backend}-{blendshapes}-{version}.json"
-    store = {}
+    path = folder / f"{backend}-{tracking_version(model)}.npz"
+    store: dict = {}
     if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            if data.get("format") == CACHE_FORMAT and data.get("tracker_version") == version:
-                store = data["readings"]
-        except (OSError, ValueError, KeyError):
-            store = {}
+        data = np.load(path, allow_pickle=False)
+        meta = json.loads(str(data["meta"]))
+        for k, d in enumerate(meta["digests"]):
+            pts = data["points"][k]
+            store[d] = (None if np.isnan(pts).all() else pts, meta["scores"][k], tuple(meta["sizes"][k]))
     missing = [i for i, d in enumerate(renders.digests) if d not in store]
-    seconds = 0.0
     if missing:
-        t0 = time.perf_counter()
-        rows = _export([renders.pngs[i] for i in missing], backend, blendshapes, model)
-        seconds = time.perf_counter() - t0
-        for i, row in zip(missing, rows):
-            store[renders.digests[i]] = row
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "source": source, "tracker_version": version,
-                                   "readings": store}) + "\n")
-        os.replace(tmp, path)
-        log(f"{source}: tracked {len(missing)} image(s) in {seconds:.1f} s "
-            f"({len(renders) - len(missing)} cached)")
-    else:
-        log(f"{source}: all {len(renders)} readings cached")
-    return {d: store[d] for d in renders.digests}, seconds
+        log(f"{backend}: tracking {len(missing)} render(s)")
+        with open_tracker(backend, model_path=model, static=True, download=False) as tracker:
+            for n, i in enumerate(missing):
+                image = cv2.imread(str(renders.pngs[i]))
+                h, w = image.shape[:2]
+                t = tracker.track(Frame(index=n, time=n / 30.0, image=image, width=w, height=h))
+                pts = None if t.landmarks is None else np.asarray(t.landmarks, np.float64)
+                store[renders.digests[i]] = (pts, t.blendshapes, (w, h))
+        digests = list(store)
+        points = np.stack([np.full((478, 3), np.nan) if store[d][0] is None else store[d][0] for d in digests])
+        meta = {"digests": digests, "scores": [store[d][1] for d in digests], "sizes": [list(store[d][2]) for d in digests]}
+        np.savez_compressed(path, points=points, meta=json.dumps(meta))
+    return store
+
+
+def _learnt_solvers(renders: Renders, store: dict, blendshapes: str) -> dict:
+    """identity -> a Solver whose rests were learnt from that identity's renders, fed as
+    one session (a frame every 0.1 s, a seeded order), as the live tracker learns a
+    performer's rest; it then reads each render with time=None (no further learning)."""
+    from bridge.solve import Solver
+
+    by_id: dict = {}
+    for i, d in enumerate(renders.digests):
+        if store[d][0] is not None:
+            by_id.setdefault(renders.identity[i], []).append(i)
+    out = {}
+    rng = np.random.default_rng(14)
+    for ident, idx in by_id.items():
+        size = store[renders.digests[idx[0]]][2]
+        solver = Solver(*size, blendshapes=blendshapes, adapt=True)
+        order = rng.permutation(idx).tolist()
+        order += order[:10]   # the estimate refreshes every 10 samples: every render counts once at least
+        for k, i in enumerate(order):
+            pts, scores, size = store[renders.digests[i]]
+            solver.solve(pts, size, time=k * 0.1, scores=scores if blendshapes != "solver" else None)
+        out[ident] = solver
+    return out
+
+
+def solve_all(renders: Renders, store: dict, blendshapes: str, reading: str = "session") -> Measured:
+    from bridge.solve import Solver
+
+    learnt = _learnt_solvers(renders, store, blendshapes) if reading == "session" else {}
+    n = len(renders)
+    found = np.zeros(n, bool)
+    values = np.zeros((n, len(ARKIT_NAMES)))
+    head = np.zeros((n, 3))
+    eyes = np.zeros((n, 4))
+    solver = None
+    for i, d in enumerate(renders.digests):
+        pts, scores, size = store[d]
+        if pts is None:
+            continue
+        if reading == "session":
+            solver = learnt[renders.identity[i]]
+        elif solver is None:
+            solver = Solver(*size, blendshapes=blendshapes, adapt=False)
+        st = solver.solve(pts, size, time=None, scores=scores if blendshapes != "solver" else None)
+        found[i] = True
+        values[i] = st.blendshapes
+        # FaceState angles in the export's columns: head yaw, pitch, roll; eyes (yaw, pitch) each.
+        head[i] = st.head_angles
+        eyes[i] = np.asarray(st.eye_angles).reshape(4)
+    return Measured(found=found, values=values, head=head, eyes=eyes)
 
 
 @dataclass
@@ -257,14 +297,6 @@ class Measured:
     values: np.ndarray     # (N, 52)
     head: np.ndarray       # (N, 3)
     eyes: np.ndarray       # (N, 4) left yaw, left pitch, right yaw, right pitch
-
-
-def measured(renders: Renders, table: dict) -> Measured:
-    rows = [table[d] for d in renders.digests]
-    return Measured(found=np.array([r["found"] for r in rows], bool),
-                    values=np.array([[r[c] for c in ARKIT_NAMES] for r in rows], float),
-                    head=np.array([[r[c] for c in HEAD_COLUMNS] for r in rows], float),
-                    eyes=np.array([[r[c] for c in EYE_COLUMNS] for r in rows], float))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -607,8 +639,8 @@ def pose_table(res: dict) -> str:
 
 def markdown(renders: Renders, results: dict, meta: dict) -> str:
     lines = ["# Rendered faces: per-channel scores", "",
-             f"Generated by `python -m bench.truth.score` on {meta['date']} ({meta['seconds']:.0f} s, tracking "
-             f"{meta['tracking_seconds']:.0f} s); tracker version {meta['tracker_version']}.", "",
+             f"Generated by `python -m bench.truth.score --set {meta['set']}` on {meta['date']} ({meta['seconds']:.0f} s, "
+             f"tracking {meta['tracking_seconds']:.0f} s); tracking version {meta['tracking_version']}.", "",
              render_summary(renders), "",
              f"Targets: slope >= {TARGETS['slope']}, rank r >= {TARGETS['rank']}, neutral <= {TARGETS['neutral']}, "
              f"cross-talk in <= {TARGETS['crosstalk']}; head within {TARGETS['head_deg']:g} deg, gaze within "
@@ -626,7 +658,7 @@ def markdown(renders: Renders, results: dict, meta: dict) -> str:
         lines.append(f"| {src} | {res['found']}/{res['renders']} | {p}/{len(RENDERABLE)} | {e} | "
                      f"{hp.get('within', 0)}/{hp.get('renders', 0)} | {gz.get('within', 0)}/{gz.get('renders', 0)} |")
     lines.append("")
-    first = "landmarker:fused" if "landmarker:fused" in results else next(iter(results))
+    first = next(iter(results))
     lines += [compact_summary(first, results[first]), ""]
     pt = pose_table(results[first])
     if pt:
@@ -649,13 +681,20 @@ def markdown(renders: Renders, results: dict, meta: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.truth.score", description=__doc__.split("\n\n")[0])
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder of <hash>.png + <hash>.json renders")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder the set was rendered into")
+    p.add_argument("--set", default="full", help="the rendered set to score (its <set>.index.json; default %(default)s)")
     p.add_argument("--sources", default=",".join(DEFAULT_SOURCES),
                    help="comma-separated backend:blendshapes (default: %(default)s)")
+    p.add_argument("--readings", default="session,photo",
+                   help="session (each identity's rest learnt from its renders, as live) and/or photo "
+                        "(each image alone, against the population's rest); default %(default)s")
     p.add_argument("--model", default=None, help="face_landmarker.task (default: the tracker's own, else "
                    "../shared/data/models/face_landmarker.task)")
     p.add_argument("--out", default=None, help="write the markdown report here")
     p.add_argument("--json", default=None, help="write every figure here")
+    p.add_argument("--docs", default=None, metavar="DIR",
+                   help="update DIR/accuracy.md's and DIR/channels.md's rendered-faces sections and the plot "
+                        "(bench/truth/docs.py); the first source and reading lead")
     args = p.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -667,23 +706,38 @@ def main(argv=None) -> int:
                     f"blendshapes fused|solver|model")
         if b == "facemesh" and bs == "model":
             p.error("facemesh:model: Face Mesh has no blendshape model")
+    readings = [r.strip() for r in args.readings.split(",") if r.strip()]
+    if not readings or set(readings) - set(READINGS):
+        p.error(f"--readings: one or both of {', '.join(READINGS)}")
     cache = Path(args.cache)
-    renders = load_renders(cache)
+    index = set_images(cache, args.set)
+    renders = load_renders(cache, list(index), index)
     model = args.model or default_model()
-    version = tracker_version(model)
     log = lambda s: print(s, file=sys.stderr, flush=True)   # noqa: E731
     log(render_summary(renders))
-    results, tracking = {}, 0.0
+    results, stores, tracking, first_measured = {}, {}, 0.0, None
     for src in sources:
-        table, sec = readings(renders, src, cache, model, version, log)
-        tracking += sec
-        results[src] = score_source(renders, measured(renders, table))
+        backend, blendshapes = src.split(":")
+        if backend not in stores:
+            t1 = time.perf_counter()
+            stores[backend] = tracked(renders, backend, cache, model, log)
+            tracking += time.perf_counter() - t1
+        for reading in readings:
+            key = src if reading == READINGS[0] else f"{src}/{reading}"
+            m = solve_all(renders, stores[backend], blendshapes, reading)
+            first_measured = first_measured if results else m
+            results[key] = score_source(renders, m)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": time.perf_counter() - t0,
-            "tracking_seconds": tracking, "tracker_version": version, "model": model, "cache": str(cache)}
+            "tracking_seconds": tracking, "tracking_version": tracking_version(model), "model": model,
+            "cache": str(cache), "set": args.set}
     text = markdown(renders, results, meta)
+    if args.docs:
+        from bench.truth import docs
+        for path in docs.write(Path(args.docs), renders, results, first_measured, meta):
+            log(f"wrote {path}")
     if args.out:
         Path(args.out).write_text(text + "\n")
-        first = "landmarker:fused" if "landmarker:fused" in results else sources[0]
+        first = next(iter(results))
         print(compact_summary(first, results[first]))
         log(f"wrote {args.out}")
     else:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.truth.faces import RENDERABLE, FaceSpec
+from bench.truth.faces import GAZE_RANGE_PITCH, GAZE_RANGE_YAW, RENDERABLE, FaceSpec
 
 SMOKE_IDENTITIES = (1, 2)
 
@@ -90,9 +90,46 @@ def neutrals() -> list[FaceSpec]:
     return [face(f"neutral_id{i}", i) for i in IDENTITIES]
 
 
+# What a face can do with each channel "alone". eyeLook*: the eyes turn (both, as eyes do)
+# and the lids follow (FaceSpec.effective_weights gives the eyeLook weights of the
+# gaze); the lid shapes with the eyes ahead are no face a tracker reading the iris could
+# see. mouthClose: ARKit's mouthClose is lips kept together on an open jaw, so it
+# rides on jawOpen at the same weight (ICT's shape alone pushes the lips through each other).
+GAZE_OF = {   # eyeLook channel -> (yaw, pitch) in degrees at weight 1
+    "eyeLookOutLeft": (GAZE_RANGE_YAW, 0.0), "eyeLookInLeft": (-GAZE_RANGE_YAW, 0.0),
+    "eyeLookInRight": (GAZE_RANGE_YAW, 0.0), "eyeLookOutRight": (-GAZE_RANGE_YAW, 0.0),
+    "eyeLookUpLeft": (0.0, GAZE_RANGE_PITCH), "eyeLookUpRight": (0.0, GAZE_RANGE_PITCH),
+    "eyeLookDownLeft": (0.0, -GAZE_RANGE_PITCH), "eyeLookDownRight": (0.0, -GAZE_RANGE_PITCH),
+}
+
+
+def as_face(name: str, ident: int, weights: dict) -> FaceSpec:
+    """A face from ARKit weights, with eyeLook* as a gaze and mouthClose on jawOpen (GAZE_OF)."""
+    w = {k: v for k, v in weights.items() if k not in GAZE_OF}
+    yaw = pitch = 0.0
+    for ch, v in weights.items():
+        if ch in GAZE_OF:
+            yaw += GAZE_OF[ch][0] * v
+            pitch += GAZE_OF[ch][1] * v
+    if "mouthClose" in w:
+        w["jawOpen"] = max(w.get("jawOpen", 0.0), w["mouthClose"])
+    yaw = float(np.clip(round(yaw, 2), -GAZE_RANGE_YAW, GAZE_RANGE_YAW))
+    pitch = float(np.clip(round(pitch, 2), -GAZE_RANGE_PITCH, GAZE_RANGE_PITCH))
+    return face(name, ident, w, gaze=(yaw, pitch))
+
+
 def singles(w: float) -> list[FaceSpec]:
     tag = {1.0: "1.0", 0.5: "0.5", 0.25: "0.25"}.get(w, f"{w:g}")
-    return [face(f"{ch}_{tag}", 1, {ch: w}) for ch in RENDERABLE]
+    out, seen = [], set()
+    for ch in RENDERABLE:
+        spec = as_face(f"{ch}{'+jawOpen' if ch == 'mouthClose' else ''}_{tag}", 1, {ch: w})
+        if ch in GAZE_OF:       # Out Left and In Right are one gaze: render it once, named by the first
+            if spec.gaze in seen:
+                continue
+            seen.add(spec.gaze)
+            spec = face(f"gaze_{ch}_{tag}", 1, gaze=spec.gaze)
+        out.append(spec)
+    return out
 
 
 def gaze() -> list[FaceSpec]:
@@ -183,8 +220,8 @@ def random_combos(n: int = N_RANDOM, seed: int = RANDOM_SEED) -> list[FaceSpec]:
         chans = rng.choice(len(RENDERABLE), size=k, replace=False)
         ws = np.round(rng.uniform(0.2, 1.0, size=k), 2)
         ident = idents[i % len(idents)]
-        out.append(face(f"rand{i:03d}_id{ident}", ident,
-                        {RENDERABLE[c]: float(w) for c, w in zip(chans, ws)}))
+        out.append(as_face(f"rand{i:03d}_id{ident}", ident,
+                           {RENDERABLE[c]: float(w) for c, w in zip(chans, ws)}))
     return out
 
 
