@@ -12,6 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from bridge import landmarks as lm
+from bridge.solve.geometry import EYEBALL_RADIUS_PITCH, EYEBALL_RADIUS_YAW
 from bridge.state import angles_to_quat, quat_to_matrix
 
 PIXELS_PER_CM = 18.0
@@ -19,7 +20,6 @@ LOOP_SECONDS = 12.0
 # The canonical face's lips are 0.55 cm apart; the demo's rest face closes them.
 CANONICAL_LIP_GAP = 0.55
 JAW_TRAVEL = 2.4          # cm the chin drops at jaw = 1
-EYEBALL_RADIUS = 1.25
 SMILE_RISE, SMILE_WIDEN = 0.9, 0.5
 BROW_RISE = 0.7
 
@@ -86,7 +86,9 @@ class DemoFace:
             up, low = list(upper), list(lower)
             # Closed lids meet a little above the lower lid line.
             p[up, 1] += amount * (p[low, 1] + 0.05 - p[up, 1])
-        shift = EYEBALL_RADIUS * np.array([np.sin(np.radians(e.gaze_yaw)), np.sin(np.radians(e.gaze_pitch)), 0.0])
+        # The iris moves as the solver reads it (bridge.solve.geometry).
+        shift = np.array([EYEBALL_RADIUS_YAW * np.sin(np.radians(e.gaze_yaw)),
+                          EYEBALL_RADIUS_PITCH * np.sin(np.radians(e.gaze_pitch)), 0.0])
         p[list(lm.LEFT_IRIS + lm.RIGHT_IRIS)] += shift
         return p
 

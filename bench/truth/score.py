@@ -226,7 +226,8 @@ def tracked(renders: Renders, backend: str, cache: Path, model: str | None, log=
     missing = [i for i, d in enumerate(renders.digests) if d not in store]
     if missing:
         log(f"{backend}: tracking {len(missing)} render(s)")
-        with open_tracker(backend, model_path=model, static=True, download=False) as tracker:
+        with open_tracker(backend, model_path=model if backend == "landmarker" else None, static=True,
+                          download=False) as tracker:
             for n, i in enumerate(missing):
                 image = cv2.imread(str(renders.pngs[i]))
                 h, w = image.shape[:2]
@@ -697,6 +698,8 @@ def main(argv=None) -> int:
                         "(bench/truth/docs.py); the first source and reading lead")
     args = p.parse_args(argv)
 
+    from bridge.tracking import TrackingError
+
     t0 = time.perf_counter()
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     for s in sources:
@@ -720,7 +723,11 @@ def main(argv=None) -> int:
         backend, blendshapes = src.split(":")
         if backend not in stores:
             t1 = time.perf_counter()
-            stores[backend] = tracked(renders, backend, cache, model, log)
+            try:
+                stores[backend] = tracked(renders, backend, cache, model, log)
+            except TrackingError as e:
+                print(f"python -m bench.truth.score: {backend}: {e}", file=sys.stderr)
+                return 2
             tracking += time.perf_counter() - t1
         for reading in readings:
             key = src if reading == READINGS[0] else f"{src}/{reading}"

@@ -59,7 +59,8 @@ GEOMETRY_LED = (
     "eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft", "eyeWideRight",
     "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
     "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
-    "jawForward", "jawLeft", "jawRight", "cheekPuff", "noseSneerLeft", "noseSneerRight", "tongueOut",
+    "jawForward", "jawLeft", "jawRight", "mouthLeft", "mouthRight",
+    "cheekPuff", "noseSneerLeft", "noseSneerRight", "tongueOut",
     "browDownLeft", "browDownRight",
 )
 BLENDED = ("jawOpen", "mouthSmileLeft", "mouthSmileRight", "mouthFunnel",

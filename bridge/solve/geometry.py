@@ -40,8 +40,12 @@ EYE_CLOSED_RATIO = 0.17
 EYE_SHUT_RATIO = (EYE_OPEN_RATIO + EYE_CLOSED_RATIO) / 2.0
 EYE_WIDE_RANGE = (0.12, 0.3)     # opened wider than this person's rest
 SQUINT_RANGE = (0.03, 0.1)       # the lower lid rising, eye widths
-# Iris offset from the eye centre -> gaze angle through an eyeball of this radius.
-EYEBALL_RADIUS = 1.25
+# Iris offset from the eye centre -> gaze angle through an eyeball of this radius, per
+# axis: MediaPipe's iris moves as a 1.12 cm eyeball's would sideways but under half as far
+# up and down (the lids cover the iris; measured on rendered eyeballs turned +-25 deg,
+# bench/truth: with one 1.25 cm radius yaw read 0.90 and pitch 0.44 of the rendered angle).
+EYEBALL_RADIUS_YAW = 1.12
+EYEBALL_RADIUS_PITCH = 0.56
 EYE_LOOK_RANGE_YAW = 30.0    # degrees that read as eyeLookIn/Out = 1
 EYE_LOOK_RANGE_PITCH = 25.0  # degrees that read as eyeLookUp/Down = 1
 # Jaw: the chin dropping from the nose base by 2.0 cm reads jawOpen = 1. The chin's rest is
@@ -314,8 +318,8 @@ def expression(m: list[float], rest: list[float], lowered: tuple[bool, bool] = (
         s = "_L" if k == 0 else "_R"
         closing = _ramp(ratios[k], EYE_OPEN_RATIO, EYE_CLOSED_RATIO)
         blink = closing * closing * (3.0 - 2.0 * closing)
-        yaw = _degrees_asin(d[M["iris_x" + s]] / EYEBALL_RADIUS)
-        pitch = _degrees_asin(d[M["iris_y" + s]] / EYEBALL_RADIUS)
+        yaw = _degrees_asin(d[M["iris_x" + s]] / EYEBALL_RADIUS_YAW)
+        pitch = _degrees_asin(d[M["iris_y" + s]] / EYEBALL_RADIUS_PITCH)
         if is_lowered:
             blink, pitch = LOWERED_BLINK * blink, min(pitch, -closing * EYE_LOOK_RANGE_PITCH)
         squint = _ramp(d[M["lower_lid" + s]], *SQUINT_RANGE)
