@@ -129,6 +129,17 @@ def test_docs_blocks_are_replaced_not_duplicated():
     assert "first" not in twice and twice.count(docs.TRUTH_BEGIN) == 1 and twice.endswith("hand\n")
 
 
+def test_the_accuracy_report_keeps_the_rendered_section(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from accuracy_harness.report import NOTES_MARKER, write_report
+    path = tmp_path / "accuracy.md"
+    path.write_text("# old\n\n## Notes\n\n" + NOTES_MARKER + "\nhand-written\n")
+    path.write_text(docs.replace_block(path.read_text(), f"{docs.TRUTH_BEGIN}\nrendered\n{docs.TRUTH_END}", "## Notes"))
+    text = write_report(path, "# new\n\nsections 1-7\n")
+    assert text.index("sections 1-7") < text.index("rendered") < text.index("## Notes") < text.index("hand-written")
+    assert "# old" not in text and text.count(docs.TRUTH_BEGIN) == 1
+
+
 def test_a_missing_set_index_says_how_to_render_it(tmp_path):
     with pytest.raises(SystemExit, match="render the set first"):
         score.set_images(tmp_path, "full")
@@ -152,8 +163,8 @@ def _loop_skip() -> str | None:
 # What the ci set's singles must at least read (fused, session): the rise over the neutral
 # at weight 1.0. Floors sit well under today's figures (docs/accuracy.md section 8), so a
 # regression, not noise, fails them.
-RISE_FLOORS = {"jawOpen": 0.5, "mouthSmileLeft": 0.5, "mouthSmileRight": 0.5, "mouthLeft": 0.4,
-               "mouthFunnel": 0.3, "mouthPucker": 0.3, "eyeBlinkRight": 0.5, "browInnerUp": 0.2}
+RISE_FLOORS = {"jawOpen": 0.5, "mouthSmileLeft": 0.4, "mouthSmileRight": 0.4, "mouthLeft": 0.4,
+               "mouthFunnel": 0.2, "mouthPucker": 0.3, "eyeBlinkRight": 0.5, "browInnerUp": 0.2}
 
 
 @pytest.fixture(scope="module")

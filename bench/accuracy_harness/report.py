@@ -559,15 +559,22 @@ def render(res: Results) -> str:
 
 
 def write_report(path: Path, generated: str) -> str:
-    """The generated text, then `## Notes`, the marker and whatever followed the marker in
-    the existing file (the hand-written notes)."""
-    tail = "\n"
+    """The generated text, the existing file's rendered-faces section (bench/truth/docs.py)
+    if it has one, then `## Notes`, the marker and whatever followed the marker in the
+    existing file (the hand-written notes)."""
+    from bench.truth.docs import TRUTH_BEGIN, TRUTH_END
+
+    tail, truth = "\n", ""
     if path.exists():
         old = path.read_text(encoding="utf-8")
         at = old.find(NOTES_MARKER)
         if at >= 0:
             tail = old[at + len(NOTES_MARKER):]
-    text = generated.rstrip("\n") + "\n\n## Notes\n\n" + NOTES_MARKER + tail
+        # the rendered-faces section (python -m bench.truth.score --docs) is kept where it was
+        a, b = old.find(TRUTH_BEGIN), old.find(TRUTH_END)
+        if 0 <= a < b and (at < 0 or b < at):
+            truth = "\n\n" + old[a:b + len(TRUTH_END)]
+    text = generated.rstrip("\n") + truth + "\n\n## Notes\n\n" + NOTES_MARKER + tail
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return text

@@ -492,6 +492,9 @@ def pose_stats(renders: Renders, m: Measured) -> dict:
     open_eyes = blink < 0.5
     gerr = m.eyes - np.c_[renders.gaze, renders.gaze]
     glabels = ("left yaw", "left pitch", "right yaw", "right pitch")
+    looks = np.array([n.startswith("eyeLook") for n in ARKIT_NAMES])
+    pure = (~np.any(renders.truth[:, ~looks] > 0, axis=1) & ~posed
+            & (np.abs(renders.gaze) <= 25.0).all(axis=1))
     hl = ("yaw", "pitch", "roll")
     names = np.array(renders.names, dtype=object)
     per = []
@@ -507,6 +510,8 @@ def pose_stats(renders: Renders, m: Measured) -> dict:
                                     names[f & gazed & open_eyes]),
         "gaze_turned_fixed_lids": _err_summary(gerr[f & gazed & open_eyes & ~renders.lids_follow], glabels,
                                                TARGETS["gaze_deg"], names[f & gazed & open_eyes & ~renders.lids_follow]),
+        # the target's case: eyes turned within +-25 deg, no other expression, head still
+        "gaze_pure": _err_summary(gerr[f & gazed & pure], glabels, TARGETS["gaze_deg"], names[f & gazed & pure]),
         "gaze_ahead": _err_summary(gerr[f & ~gazed & open_eyes], glabels, TARGETS["gaze_deg"],
                                    names[f & ~gazed & open_eyes]),
         "lost": {"posed": int((posed & ~f).sum()), "gazed": int((gazed & ~f).sum())},

@@ -264,50 +264,8 @@ def ci() -> list[FaceSpec]:
     return [s for g in ci_groups().values() for s in g]
 
 
-# --------------------------------------------------------------------------- train
-
-# The training set of the landmark readout (bench/truth/train.py): other people than the
-# full set's (identity seeds 101-112, none shared) and its own random draws, so the full
-# set's figures stay held out.
-TRAIN_IDENTITIES = {100 + k: (100 + k, scale) for k, scale in
-                    zip(range(1, 13), (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 0.65, 0.75, 0.85, 0.95, 1.05, 0.8))}
-TRAIN_SEED = 1401
-TRAIN_RANDOM = 420
-
-
-def _train_face(name, label, weights=None, **kw):
-    seed, scale = TRAIN_IDENTITIES[label]
-    return FaceSpec(name=name, identity_seed=seed, identity_scale=scale, weights=weights or {}, **kw)
-
-
-def train_groups() -> dict[str, list[FaceSpec]]:
-    rng = np.random.default_rng(TRAIN_SEED)
-    labels = list(TRAIN_IDENTITIES)
-    neutral = [_train_face(f"train_neutral_id{k}", k) for k in labels]
-    singles = []
-    for n, ch in enumerate(RENDERABLE * 2):      # every channel alone twice, a random weight, rotating people
-        k = labels[n % len(labels)]
-        w = float(np.round(rng.uniform(0.3, 1.0), 2))
-        spec = as_face(f"train_{ch}_{w:g}_id{k}", 1, {ch: w})
-        singles.append(_train_face(spec.name, k, spec.weights, gaze=spec.gaze))
-    randoms = []
-    for i in range(TRAIN_RANDOM):
-        k = labels[i % len(labels)]
-        m = int(rng.integers(2, 5))
-        chans = rng.choice(len(RENDERABLE), size=m, replace=False)
-        ws = np.round(rng.uniform(0.2, 1.0, size=m), 2)
-        head = tuple(float(v) for v in np.round(rng.uniform(-12.0, 12.0, 2), 1)) + (0.0,)
-        spec = as_face(f"train{i:03d}_id{k}", 1, {RENDERABLE[c]: float(w) for c, w in zip(chans, ws)})
-        randoms.append(_train_face(spec.name, k, spec.weights, gaze=spec.gaze, head=head))
-    return {"neutral": neutral, "single": singles, "random": randoms}
-
-
-def train() -> list[FaceSpec]:
-    return [s for g in train_groups().values() for s in g]
-
-
-SETS = {"smoke": smoke, "full": full, "ci": ci, "train": train}
-GROUPS = {"smoke": lambda: {"smoke": smoke()}, "full": full_groups, "ci": ci_groups, "train": train_groups}
+SETS = {"smoke": smoke, "full": full, "ci": ci}
+GROUPS = {"smoke": lambda: {"smoke": smoke()}, "full": full_groups, "ci": ci_groups}
 
 
 def summary(set_name: str, seconds_per_image: float = SECONDS_PER_IMAGE) -> str:
