@@ -320,6 +320,10 @@ def expression(m: list[float], rest: list[float], lowered: tuple[bool, bool] = (
         blink = closing * closing * (3.0 - 2.0 * closing)
         yaw = _degrees_asin(d[M["iris_x" + s]] / EYEBALL_RADIUS_YAW)
         pitch = _degrees_asin(d[M["iris_y" + s]] / EYEBALL_RADIUS_PITCH)
+        # Shutting lids push MediaPipe's iris sideways (rendered blinks: 0.2 cm, half an
+        # eye's turn); a shut eye's gaze can't be seen. Pitch keeps its reading: lowered
+        # lids follow a downward look (lids.py).
+        yaw *= 1.0 - blink
         if is_lowered:
             blink, pitch = LOWERED_BLINK * blink, min(pitch, -closing * EYE_LOOK_RANGE_PITCH)
         squint = _ramp(d[M["lower_lid" + s]], *SQUINT_RANGE)
