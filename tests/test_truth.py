@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.truth import docs, score, sets  # noqa: E402
-from bench.truth.faces import ARKIT_NAMES, RENDERABLE, FaceSpec  # noqa: E402
+from bench.truth.faces import ARKIT_NAMES  # noqa: E402
 
 ICT_DIR = SHARED_DATA / "ict-facekit"
 

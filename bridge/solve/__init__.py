@@ -18,8 +18,7 @@ from bridge import landmarks as lm
 from bridge.solve import fusion, geometry
 from bridge.solve.geometry import LANDMARK_LIMIT, RigidFit, _head_position, vrm_presets
 from bridge.solve.lids import LidWatch
-from bridge.solve.neutral import RestEstimator
-from bridge.state import ARKIT_NAMES, FaceState, matrix_to_angles
+from bridge.state import FaceState, matrix_to_angles
 
 __all__ = ["Solver", "vrm_presets", "MODES"]
 MODES = fusion.MODES

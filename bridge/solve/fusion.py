@@ -10,7 +10,7 @@ import math
 from bridge.solve.neutral import RestEstimator
 import numpy as np
 
-from bridge.state import ARKIT_INDEX, ARKIT_NAMES
+from bridge.state import ARKIT_NAMES
 
 MODES = ("fused", "solver", "model")
 
