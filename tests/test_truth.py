@@ -214,3 +214,19 @@ def test_ci_set_gaze_and_head_follow_the_render(ci_scores):
         if r["head"] != [0.0, 0.0, 0.0]:
             for want, got in zip(r["head"], r["head_measured"]):
                 assert abs(got - want) <= 3.0, r
+
+
+def test_a_cut_landmark_cache_is_tracked_again_and_a_broken_image_is_one_line(tmp_path):
+    if not MODEL_FILE.is_file():
+        pytest.skip(f"the shared model {MODEL_FILE} is absent")
+    png = tmp_path / "x.png"
+    png.write_bytes(b"not a png")
+    r = _renders([("broken", {}, 0, (0, 0))])
+    r.pngs, r.digests = [png], ["broken"]
+    folder = tmp_path / "landmarks"
+    folder.mkdir()
+    (folder / f"landmarker-{score.tracking_version(str(MODEL_FILE))}.npz").write_bytes(b"PK\x03\x04 cut")
+    lines = []
+    with pytest.raises(SystemExit, match="not a readable image"):
+        score.tracked(r, "landmarker", tmp_path, str(MODEL_FILE), log=lines.append)
+    assert any("unreadable" in line for line in lines)

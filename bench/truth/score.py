@@ -75,8 +75,10 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,11 +220,16 @@ def tracked(renders: Renders, backend: str, cache: Path, model: str | None, log=
     path = folder / f"{backend}-{tracking_version(model)}.npz"
     store: dict = {}
     if path.is_file():
-        data = np.load(path, allow_pickle=False)
-        meta = json.loads(str(data["meta"]))
-        for k, d in enumerate(meta["digests"]):
-            pts = data["points"][k]
-            store[d] = (None if np.isnan(pts).all() else pts, meta["scores"][k], tuple(meta["sizes"][k]))
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                points = data["points"]
+            for k, d in enumerate(meta["digests"]):
+                store[d] = (None if np.isnan(points[k]).all() else points[k], meta["scores"][k],
+                            tuple(meta["sizes"][k]))
+        except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as e:   # cut or foreign: track again
+            log(f"{path}: unreadable ({e}); tracking again")
+            store = {}
     missing = [i for i, d in enumerate(renders.digests) if d not in store]
     if missing:
         log(f"{backend}: tracking {len(missing)} render(s)")
@@ -230,6 +237,8 @@ def tracked(renders: Renders, backend: str, cache: Path, model: str | None, log=
                           download=False) as tracker:
             for n, i in enumerate(missing):
                 image = cv2.imread(str(renders.pngs[i]))
+                if image is None:
+                    raise SystemExit(f"{renders.pngs[i]}: not a readable image: render the set again")
                 h, w = image.shape[:2]
                 t = tracker.track(Frame(index=n, time=n / 30.0, image=image, width=w, height=h))
                 pts = None if t.landmarks is None else np.asarray(t.landmarks, np.float64)
@@ -237,7 +246,9 @@ def tracked(renders: Renders, backend: str, cache: Path, model: str | None, log=
         digests = list(store)
         points = np.stack([np.full((478, 3), np.nan) if store[d][0] is None else store[d][0] for d in digests])
         meta = {"digests": digests, "scores": [store[d][1] for d in digests], "sizes": [list(store[d][2]) for d in digests]}
-        np.savez_compressed(path, points=points, meta=json.dumps(meta))
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+        np.savez_compressed(tmp, points=points, meta=json.dumps(meta))
+        os.replace(tmp, path)
     return store
 
 
