@@ -34,15 +34,14 @@ from bench.truth.faces import ARKIT_NAMES, RENDERABLE
 def aligned(renders: S.Renders, store: dict) -> np.ndarray:
     """(N, 478, 3) every render's landmarks in the canonical face's frame (the solver's fit)."""
     from bridge.solve import _TO_CAMERA, Solver
-    fit = Solver().fit
-    stable = Solver().stable
+    solver = Solver()
     out = np.full((len(renders), 478, 3), np.nan)
     for i, d in enumerate(renders.digests):
         pts = store[d][0]
         if pts is None:
             continue
         cam = pts * _TO_CAMERA
-        rot, scale, t = fit(cam[stable])
+        rot, scale, t = solver.fit(cam[solver.stable])
         out[i] = ((cam - t) @ rot) / scale
     return out
 

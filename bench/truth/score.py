@@ -58,9 +58,8 @@ Per channel and source:
 
 Diagnostics, not part of pass: ``singles_only`` (JSON: the slope and the mean reading
 at each weight on the channel's single renders; no rank r there: with 3 weights against 8
-tied neutrals the largest attainable rank r is 0.79) and, for eyeLook*, the figures on the
-turned-eye renders alone (a gaze with the lids following; the lid-only single renders,
-eyes ahead, are invisible to a tracker that reads the iris).
+tied neutrals the largest attainable rank r is 0.79). eyeLook* is rendered only as turned
+eyes with the lids following (sets.GAZE_OF), so its figures are the gaze's.
 
 Also: the left/right check (each Left/Right channel rendered alone: does the same-side
 channel rise more than the other side?), head pose error (measured - rendered yaw,
@@ -437,25 +436,8 @@ def channel_stats(renders: Renders, m: Measured) -> dict:
             s["singles_only"] = {"n": int(alone.sum()), "slope": _r(sl), "offset": _r(of),
                                  "readings": {f"{w:g}": _r(m.values[alone & np.isclose(renders.truth[:, j], w), j].mean())
                                               for w in sorted(set(renders.truth[alone, j].tolist()))}}
-        if name.startswith("eyeLook"):
-            s["turned_eyes_only"] = _turned_eyes(renders, m, j)
         out[name] = s
     return out
-
-
-def _turned_eyes(renders: Renders, m: Measured, j: int) -> dict:
-    """eyeLook* on the renders whose eyeballs are turned (a gaze, lids following) plus the
-    neutrals: the same figures without the lid-only renders (eyeLook shape alone, eyes ahead),
-    which a tracker reading the iris cannot see. Not part of pass; a diagnostic."""
-    gazed = np.any(renders.gaze != 0, axis=1) & renders.lids_follow & (renders.truth[:, j] > 0)
-    use = (gazed | renders.neutral) & m.found
-    n = int((gazed & m.found).sum())
-    if n < MIN_RENDERS:
-        return {"n": n, "status": "not enough renders"}
-    x, y = renders.truth[use, j], m.values[use, j]
-    slope, offset = np.polyfit(x, y, 1)
-    return {"n": n, "slope": _r(slope), "offset": _r(offset), "mae": _r(np.abs(y - x).mean()),
-            "rank_r": _r(spearman(x, y))}
 
 
 def lr_check(renders: Renders, m: Measured) -> list[dict]:
@@ -612,12 +594,6 @@ def compact_summary(source: str, res: dict) -> str:
                          f"neutral {_f(s['neutral'])}, cross-talk in {_xt(s['crosstalk_in'], 'from')}; "
                          f"n {s['n']}{lost})")
     lines.append(f"- not enough renders ({len(ne)}): " + (", ".join(ne) or "none"))
-    te = [(n, s["turned_eyes_only"]) for n, s in ch.items() if "turned_eyes_only" in s]
-    if te:
-        lines.append("- eyeLook* on turned-eye renders only (gaze with lids following, + neutrals; not part of "
-                     "pass): " + "; ".join(
-                         f"{n} n {t['n']} slope {_f(t.get('slope'))} r {_f(t.get('rank_r'))}" if "slope" in t
-                         else f"{n} n {t['n']} not enough" for n, t in te))
     lines.append("- unmeasured: tongueOut (no tongue in ICT-FaceKit)")
     lr = res["left_right"]
     if lr:
