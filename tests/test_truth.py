@@ -121,6 +121,43 @@ def test_a_high_neutral_reading_fails_the_neutral_target():
     assert ch["neutral"] == pytest.approx(0.3) and ch["fails"] == ["neutral"]
 
 
+def _two_channel_people(people=4, seed=3):
+    """Renders of `people` identities (a neutral, mouthClose and cheekPuff alone and
+    together) and their landmarks: mouthClose moves a fixed pattern of them, cheekPuff none."""
+    rng = np.random.default_rng(seed)
+    rows, points = [], []
+    pattern = rng.normal(size=(478, 3))
+    for k in range(people):
+        face = rng.normal(size=(478, 3))
+        for name, w in [("neutral", {})] + [(f"{c}_{v}", {c: v}) for c in ("mouthClose", "cheekPuff")
+                                            for v in (0.25, 0.5, 1.0)] + \
+                       [(f"both_{v}", {"mouthClose": v, "cheekPuff": 1 - v}) for v in (0.2, 0.4, 0.6, 0.8)]:
+            rows.append((f"{name}_id{k}", w, k, (0, 0)))
+            points.append(face + w.get("mouthClose", 0.0) * pattern + rng.normal(scale=0.01, size=(478, 3)))
+    return _renders(rows), np.array(points)
+
+
+def test_the_landmark_readout_reads_what_the_landmarks_carry_and_not_what_they_do_not():
+    from bench.truth import headroom
+    r, points = _two_channel_people()
+    held = headroom.leave_one_out(r, points, ["mouthClose", "cheekPuff"])
+    close, puff = r.truth[:, ARKIT_NAMES.index("mouthClose")], r.truth[:, ARKIT_NAMES.index("cheekPuff")]
+    assert np.abs(held[:, 0] - close).max() < 0.1          # held-out people, read from their landmarks
+    assert np.corrcoef(held[:, 1], puff)[0, 1] < 0.5       # nothing to read: no readout finds it
+    m = _measured(r, np.zeros_like(r.truth))
+    ceiling = score.score_source(r, headroom.readout_values(m, held, ["mouthClose", "cheekPuff"]))
+    assert ceiling["channels"]["mouthClose"]["status"] == "pass"
+    assert ceiling["channels"]["cheekPuff"]["status"] == "fail"
+    results = {"landmarker:fused": score.score_source(r, m)}
+    text = docs.channels_section(results, ceiling)
+    line = {row.split(" | ")[0].strip("| "): row for row in text.splitlines() if row.startswith("| ")}
+    assert "not yet measured well" in line["mouthClose"] and "the landmarks carry it" in line["mouthClose"]
+    assert "unmeasured: beyond the landmarks" in line["cheekPuff"]
+    assert "unmeasured: no tongue" in line["tongueOut"]
+    para = " ".join(docs.ceiling_paragraph(results, ceiling))
+    assert "**1 of 51**" in para and "cheekPuff" in para
+
+
 def test_docs_blocks_are_replaced_not_duplicated():
     text = "# A\n\nintro\n\n## Notes\n\nhand\n"
     once = docs.replace_block(text, f"{docs.TRUTH_BEGIN}\nfirst\n{docs.TRUTH_END}", "## Notes")

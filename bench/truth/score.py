@@ -729,10 +729,18 @@ def main(argv=None) -> int:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": time.perf_counter() - t0,
             "tracking_seconds": tracking, "tracking_version": tracking_version(model), "model": model,
             "cache": str(cache), "set": args.set}
+    ceiling = None
+    if sources[0] == "landmarker:fused" and readings[0] == "session":
+        # what a readout of every landmark, fitted to the other people's renders, reaches
+        from bench.truth import headroom
+        ceiling = score_source(renders, headroom.readout(renders, stores["landmarker"], first_measured))
+        passed = sum(1 for n in RENDERABLE if ceiling["channels"][n]["status"] == "pass")
+        log(f"ceiling (bench/truth/headroom.py): a held-out readout of all landmarks meets the targets on "
+            f"{passed}/{len(RENDERABLE)} channels")
     text = markdown(renders, results, meta)
     if args.docs:
         from bench.truth import docs
-        for path in docs.write(Path(args.docs), renders, results, first_measured, meta):
+        for path in docs.write(Path(args.docs), renders, results, first_measured, meta, ceiling):
             log(f"wrote {path}")
     if args.out:
         Path(args.out).write_text(text + "\n")
@@ -744,7 +752,7 @@ def main(argv=None) -> int:
     if args.json:
         doc = {"meta": meta, "targets": TARGETS, "min_renders": MIN_RENDERS,
                "renders": [{"hash": h, "name": n} for h, n in zip(renders.hashes, renders.names)],
-               "results": results}
+               "results": results, "ceiling": ceiling}
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         log(f"wrote {args.json}")
     log(f"{time.perf_counter() - t0:.1f} s")
