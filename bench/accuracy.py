@@ -67,8 +67,10 @@ def _plot_all(ev: Evaluation, out: Path) -> list[str]:
 
 
 def stale_plots(out: Path, clips: list[str]) -> list[Path]:
-    """PNGs in OUT/accuracy/ that belong to no clip of the data (the old d3/d9/d18/d6 set)."""
-    return sorted(p for p in (out / "accuracy").glob("*.png") if p.stem not in clips)
+    """PNGs in OUT/accuracy/ that belong to no clip of the data (the old d3/d9/d18/d6 set).
+    truth_*.png are the rendered faces' (section 8, bench/truth/docs.py), kept like it."""
+    return sorted(p for p in (out / "accuracy").glob("*.png")
+                  if p.stem not in clips and not p.stem.startswith("truth_"))
 
 
 def run(data: Path, out: Path, clips: list[str], backends: list[str], command: str, log=print,

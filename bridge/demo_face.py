@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from bridge import landmarks as lm
-from bridge.solve.geometry import EYEBALL_RADIUS_PITCH, EYEBALL_RADIUS_YAW
+from bridge.solve.geometry import EYEBALL_RADIUS_PITCH, EYEBALL_RADIUS_YAW, PITCH_PER_YAW
 from bridge.state import angles_to_quat, quat_to_matrix
 
 PIXELS_PER_CM = 18.0
@@ -86,9 +86,11 @@ class DemoFace:
             up, low = list(upper), list(lower)
             # Closed lids meet a little above the lower lid line.
             p[up, 1] += amount * (p[low, 1] + 0.05 - p[up, 1])
-        # The iris moves as the solver reads it (bridge.solve.geometry).
+        # The iris moves as the solver reads it (bridge.solve.geometry): MediaPipe's rises a
+        # little as the eye turns sideways.
+        seen_pitch = e.gaze_pitch + PITCH_PER_YAW * abs(e.gaze_yaw)
         shift = np.array([EYEBALL_RADIUS_YAW * np.sin(np.radians(e.gaze_yaw)),
-                          EYEBALL_RADIUS_PITCH * np.sin(np.radians(e.gaze_pitch)), 0.0])
+                          EYEBALL_RADIUS_PITCH * np.sin(np.radians(seen_pitch)), 0.0])
         p[list(lm.LEFT_IRIS + lm.RIGHT_IRIS)] += shift
         return p
 

@@ -177,6 +177,15 @@ def test_the_accuracy_report_keeps_the_rendered_section(tmp_path):
     assert "# old" not in text and text.count(docs.TRUTH_BEGIN) == 1
 
 
+def test_the_accuracy_report_keeps_the_rendered_plot(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import accuracy
+    (tmp_path / "accuracy").mkdir()
+    for name in ("clip_a", "old_clip", "truth_response"):
+        (tmp_path / "accuracy" / f"{name}.png").write_bytes(b"")
+    assert [p.stem for p in accuracy.stale_plots(tmp_path, ["clip_a"])] == ["old_clip"]
+
+
 def test_a_missing_set_index_says_how_to_render_it(tmp_path):
     with pytest.raises(SystemExit, match="render the set first"):
         score.set_images(tmp_path, "full")

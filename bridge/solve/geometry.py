@@ -46,6 +46,9 @@ SQUINT_RANGE = (0.03, 0.1)       # the lower lid rising, eye widths
 # bench/truth: with one 1.25 cm radius yaw read 0.90 and pitch 0.44 of the rendered angle).
 EYEBALL_RADIUS_YAW = 1.12
 EYEBALL_RADIUS_PITCH = 0.56
+# MediaPipe's iris reads higher as the eye turns sideways (renders turned +-25 deg: +4 to +8
+# deg of pitch, lids following or fixed): this much pitch per degree of yaw is taken off.
+PITCH_PER_YAW = 0.12
 EYE_LOOK_RANGE_YAW = 30.0    # degrees that read as eyeLookIn/Out = 1
 EYE_LOOK_RANGE_PITCH = 25.0  # degrees that read as eyeLookUp/Down = 1
 # Jaw: the chin dropping from the nose base by 2.0 cm reads jawOpen = 1. The chin's rest is
@@ -312,20 +315,30 @@ def expression(m: list[float], rest: list[float], lowered: tuple[bool, bool] = (
         b[ARKIT_INDEX[name]] = value
 
     # Eyes: openness as a fraction of this person's open eye.
-    eye_angles = []
     ratios = eye_ratios(m, rest)
+    closings, blinks, yaws, pitches = [], [], [], []
+    for k, s in ((0, "_L"), (1, "_R")):
+        closing = _ramp(ratios[k], EYE_OPEN_RATIO, EYE_CLOSED_RATIO)
+        closings.append(closing)
+        blinks.append(closing * closing * (3.0 - 2.0 * closing))
+        yaws.append(_degrees_asin(d[M["iris_x" + s]] / EYEBALL_RADIUS_YAW))
+        pitches.append(_degrees_asin(d[M["iris_y" + s]] / EYEBALL_RADIUS_PITCH))
+    # Both eyes look one way: their mean, each counted by how open it is. MediaPipe's two
+    # irises of one face read up to 8 deg apart (renders), and a closing eye's, half under
+    # the lid, reads low (a rendered blink: -18 deg): its weight falls fast as it closes,
+    # and a shut eye takes the open one's gaze.
+    wl, wr = (1.0 - closings[0]) ** 4 + 1e-3, (1.0 - closings[1]) ** 4 + 1e-3
+    yaw = (wl * yaws[0] + wr * yaws[1]) / (wl + wr)
+    pitch = (wl * pitches[0] + wr * pitches[1]) / (wl + wr) - PITCH_PER_YAW * abs(yaw)
+    # Shutting lids push MediaPipe's iris sideways (rendered blinks: 0.2 cm, half an eye's
+    # turn). Pitch keeps its reading: lowered lids follow a downward look (lids.py).
+    yaw *= 1.0 - min(blinks)
+    eye_angles = []
     for side, k, is_lowered in (("Left", 0, lowered[0]), ("Right", 1, lowered[1])):
         s = "_L" if k == 0 else "_R"
-        closing = _ramp(ratios[k], EYE_OPEN_RATIO, EYE_CLOSED_RATIO)
-        blink = closing * closing * (3.0 - 2.0 * closing)
-        yaw = _degrees_asin(d[M["iris_x" + s]] / EYEBALL_RADIUS_YAW)
-        pitch = _degrees_asin(d[M["iris_y" + s]] / EYEBALL_RADIUS_PITCH)
-        # Shutting lids push MediaPipe's iris sideways (rendered blinks: 0.2 cm, half an
-        # eye's turn); a shut eye's gaze can't be seen. Pitch keeps its reading: lowered
-        # lids follow a downward look (lids.py).
-        yaw *= 1.0 - blink
+        blink, eye_pitch = blinks[k], pitch
         if is_lowered:
-            blink, pitch = LOWERED_BLINK * blink, min(pitch, -closing * EYE_LOOK_RANGE_PITCH)
+            blink, eye_pitch = LOWERED_BLINK * blink, min(pitch, -closings[k] * EYE_LOOK_RANGE_PITCH)
         squint = _ramp(d[M["lower_lid" + s]], *SQUINT_RANGE)
         set_(f"eyeBlink{side}", blink)
         set_(f"eyeWide{side}", _ramp(d[M["eye_open" + s]], *EYE_WIDE_RANGE))
@@ -333,9 +346,9 @@ def expression(m: list[float], rest: list[float], lowered: tuple[bool, bool] = (
         outward = yaw if side == "Left" else -yaw  # the left eye looks out towards +X
         set_(f"eyeLookOut{side}", _ramp(outward, 0.0, EYE_LOOK_RANGE_YAW))
         set_(f"eyeLookIn{side}", _ramp(-outward, 0.0, EYE_LOOK_RANGE_YAW))
-        set_(f"eyeLookUp{side}", _ramp(pitch, 0.0, EYE_LOOK_RANGE_PITCH))
-        set_(f"eyeLookDown{side}", _ramp(-pitch, 0.0, EYE_LOOK_RANGE_PITCH))
-        eye_angles.append([yaw, pitch])
+        set_(f"eyeLookUp{side}", _ramp(eye_pitch, 0.0, EYE_LOOK_RANGE_PITCH))
+        set_(f"eyeLookDown{side}", _ramp(-eye_pitch, 0.0, EYE_LOOK_RANGE_PITCH))
+        eye_angles.append([yaw, eye_pitch])
 
     # Mouth.
     gap = max(d[M["lip_gap"]], 0.0)
