@@ -115,6 +115,22 @@ def test_gaze_from_irises(gaze_yaw, gaze_pitch):
         assert value(state, "eyeLookDownRight") > 0.3
 
 
+def test_both_eyes_get_one_gaze_and_a_winking_eye_takes_the_open_ones():
+    # MediaPipe's two irises disagree by a few degrees: both eyes read their mean.
+    pts = FACE.landmarks(Expression(gaze_yaw=10))
+    width = np.linalg.norm(pts[lm.LEFT_EYE_OUTER] - pts[lm.LEFT_EYE_INNER])
+    apart = pts.copy()
+    apart[list(lm.LEFT_IRIS), 0] += 0.05 * width     # the left iris a little further to the image's right
+    a, b = SOLVER.solve(pts).eye_angles, SOLVER.solve(apart).eye_angles
+    assert a[0][0] == pytest.approx(a[1][0]) and b[0][0] == pytest.approx(b[1][0])
+    assert b[0][0] != pytest.approx(a[0][0], abs=0.5)   # the left iris moved the shared gaze
+    # A shut eye's iris can't be seen: it looks where the open one does.
+    wink = solve(gaze_yaw=20, blink_left=1.0)
+    assert value(wink, "eyeBlinkLeft") > 0.9
+    assert np.allclose(wink.eye_angles, [[20, 0]] * 2, atol=2.0)
+    assert value(wink, "eyeLookOutLeft") > 0.4 and value(wink, "eyeLookInRight") > 0.4
+
+
 def test_scale_and_position_do_not_change_expressions():
     base = FACE.landmarks(Expression(smile=0.5, jaw=0.3))
     moved = base * 0.6 + np.array([100.0, -40.0, 5.0], np.float32)
