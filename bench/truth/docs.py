@@ -100,8 +100,8 @@ def ceiling_paragraph(results: dict, ceiling: dict) -> list[str]:
             f"**{reach} of 51** channels, against {_pass_count(results[main])} for the default output. It is an "
             "upper estimate (one CG basis, fitted to the renders; the tracker does not use it), and the "
             "model's scores as extra inputs or a non-linear readout read fewer. So the "
-            f"{len(beyond)} channels it misses as well are beyond what MediaPipe's landmarks carry on "
-            f"these renders, whatever reads them: {', '.join(beyond)}. It reaches, and our output does "
+            f"{len(beyond)} channels it misses as well are beyond what a readout of MediaPipe's landmarks "
+            f"reaches on these renders: {', '.join(beyond)}. It reaches, and our output does "
             f"not yet: {', '.join(closer) or 'none'}.", ""]
 
 

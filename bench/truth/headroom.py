@@ -13,7 +13,7 @@ output's and are scored with score.py's statistics, so the figures compare with
 docs/accuracy.md's section 8, which carries them (`python -m bench.truth.score --docs`).
 
 What it says: which channels a readout of the whole landmark set could bring to the
-targets on these faces, and which stay out of reach whatever the readout: the landmarks
+targets on these faces, and which stay out of reach of the readouts tried: the landmarks
 barely move (eyeWide, cheekPuff, jawForward), or two shapes move them alike. It is fitted
 and read on renders of ICT's one basis and knows each person's true neutral, so it is an
 upper estimate; nothing here was checked on real faces, and the tracker does not use it.
